@@ -1,0 +1,180 @@
+"""Cost of a MixedAE pre-training step against mmpretrain's MAE.
+
+Builds each model from the repo's configs (same ViT-B/16, image size and
+batch), and times a full training step (data preprocessor, forward,
+backward, optimiser) side by side in one process: variants alternate within
+every round, after warm-up rounds, and the median is kept. Memory is the
+peak CUDA allocation on a GPU, and on the CPU the bytes autograd saves for
+backward (activation memory, deterministic). Prints a table and writes JSON.
+
+    python benchmarks/pretrain_speed.py                      # CPU, 224 + 448
+    python benchmarks/pretrain_speed.py --img-sizes 224 --batch-size 8
+    python benchmarks/pretrain_speed.py --device cuda --batch-size 64  # AMP
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import time
+
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.utils import import_modules_from_strings
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+VARIANTS = {
+    'MAE': 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    'MixedAE':
+    'configs/mixedae/mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    'MixedAE-Full V=2':
+    'configs/mixedae/mixedae-full-v2_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    'MixedAE-Full V=4':
+    'configs/mixedae/mixedae-full-v4_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    'naive mixing':
+    'configs/mixedae/mixedae-naive_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+}
+
+
+def build(config, img_size, device):
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    from mmpretrain.registry import MODELS
+    model_cfg = cfg.model
+    # the Runner's merge of the top-level data preprocessor into the model
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model_cfg.backbone.img_size = img_size
+    model_cfg.neck.num_patches = (img_size // 16)**2
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    model.to(device).train()
+    optim_cfg = cfg.optim_wrapper.copy()
+    if device == 'cpu':  # AMP needs an accelerator
+        optim_cfg.type = 'OptimWrapper'
+        optim_cfg.pop('loss_scale', None)
+    return model, build_optim_wrapper(model, optim_cfg)
+
+
+def batch(n, img_size):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(0)
+    imgs = [
+        torch.randint(0, 256, (3, img_size, img_size), generator=g,
+                      dtype=torch.uint8) for _ in range(n)
+    ]
+    return dict(inputs=imgs, data_samples=[DataSample() for _ in range(n)])
+
+
+def sync(device):
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def step(model, optim, data, device):
+    """One timed training step; returns (seconds, memory bytes)."""
+    saved = [0]
+
+    def pack(t):
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    sync(device)
+    start = time.perf_counter()
+    if device == 'cpu':
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model.train_step(data, optim)
+    else:
+        model.train_step(data, optim)
+    sync(device)
+    seconds = time.perf_counter() - start
+    mem = (torch.cuda.max_memory_allocated()
+           if device.startswith('cuda') else saved[0])
+    return seconds, mem
+
+
+def run(args):
+    results = []
+    for img_size in args.img_sizes:
+        data = batch(args.batch_size, img_size)
+        models = {
+            name: build(VARIANTS[name], img_size, args.device)
+            for name in args.variants
+        }
+        times = {name: [] for name in models}
+        mems = {}
+        for r in range(args.warmup + args.repeats):
+            for name, (model, optim) in models.items():
+                seconds, mem = step(model, optim, data, args.device)
+                if r >= args.warmup:
+                    times[name].append(seconds)
+                    mems[name] = mem
+        base = statistics.median(times['MAE'])
+        for name in models:
+            t = statistics.median(times[name])
+            results.append(
+                dict(
+                    variant=name,
+                    img_size=img_size,
+                    batch_size=args.batch_size,
+                    device=args.device,
+                    sec_per_step=t,
+                    ms_per_image=1e3 * t / args.batch_size,
+                    time_ratio_vs_mae=t / base,
+                    memory_bytes=mems[name],
+                    memory_ratio_vs_mae=mems[name] / mems['MAE'],
+                    step_times=times[name]))
+        del models
+    return results
+
+
+def table(results, device):
+    mem = 'peak CUDA memory' if device.startswith('cuda') else \
+        'saved activations'
+    lines = [
+        f'| variant | px | ms / image | time vs MAE | {mem} (MiB) | '
+        'memory vs MAE |', '|---|---|---|---|---|---|'
+    ]
+    for r in results:
+        lines.append(f"| {r['variant']} | {r['img_size']} | "
+                     f"{r['ms_per_image']:.1f} | "
+                     f"{r['time_ratio_vs_mae']:.3f} | "
+                     f"{r['memory_bytes'] / 2**20:.0f} | "
+                     f"{r['memory_ratio_vs_mae']:.3f} |")
+    return '\n'.join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device',
+                        default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--img-sizes', type=int, nargs='+', default=[224, 448])
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
+                        choices=list(VARIANTS))
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument(
+        '--out', default=osp.join(ROOT, 'work_dirs', 'benchmarks',
+                                  'pretrain_speed.json'))
+    args = parser.parse_args()
+    if 'MAE' not in args.variants:
+        args.variants.insert(0, 'MAE')
+    if args.batch_size % 4:
+        parser.error('--batch-size must be a multiple of the group size 4')
+    torch.manual_seed(0)
+    results = run(args)
+    print(table(results, args.device))
+    os.makedirs(osp.dirname(args.out), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(dict(torch=torch.__version__, results=results), f, indent=2)
+    print(f'written to {args.out}')
+
+
+if __name__ == '__main__':
+    main()

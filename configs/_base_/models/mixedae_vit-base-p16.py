@@ -1,0 +1,35 @@
+# MixedAE with ViT-B/16: r = 0.25 (groups of G = 4), homologous attention in
+# every layer with top-k = K = rN, segment embedding, HomoCon regulariser.
+model = dict(
+    type='MixedAE',
+    backbone=dict(
+        type='MixedAEViT',
+        arch='b',
+        patch_size=16,
+        mix_ratio=0.25,
+        num_views=1,
+        use_segment_embed=True,
+        homo_layers='all',
+        homo_topk=None),  # None: K = mix_ratio * num_patches
+    neck=dict(
+        type='MixedAEPretrainDecoder',
+        patch_size=16,
+        in_chans=3,
+        embed_dim=768,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4.,
+    ),
+    head=dict(
+        type='MixedAEPretrainHead',
+        norm_pix=True,
+        patch_size=16,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2'),
+        homocon_loss=dict(
+            type='HomologousContrastiveLoss', temperature=0.25,
+            loss_weight=0.1)),
+    init_cfg=[
+        dict(type='Xavier', layer='Linear', distribution='uniform'),
+        dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
+    ])

@@ -1,0 +1,5 @@
+# mmpretrain's own MAE ViT-B/16 300e, the baseline of every comparison.
+_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+
+# same data layout as the MixedAE configs: full batches only
+train_dataloader = dict(drop_last=True)

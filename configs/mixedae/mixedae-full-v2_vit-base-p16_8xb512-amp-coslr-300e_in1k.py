@@ -1,0 +1,5 @@
+# MixedAE-Full: 2 mixed views per group, cyclic shifts (M + v) mod G of one
+# mask, at about 2x the encoder and decoder cost.
+_base_ = './mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+
+model = dict(backbone=dict(num_views=2))

@@ -1,0 +1,3 @@
+from .mixing_visualization_hook import MixingVisualizationHook
+
+__all__ = ['MixingVisualizationHook']

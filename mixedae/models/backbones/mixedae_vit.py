@@ -1,0 +1,228 @@
+"""MixedAE encoder: a ViT over symmetrically mixed images."""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.models.selfsup.mae import MAEViT
+from mmpretrain.registry import MODELS
+
+from ...utils.mixing import check_mix_ratio, mix_images, random_mixing_masks
+from ..utils.homologous_attention import HomologousAttention
+
+
+@MODELS.register_module()
+class MixedAEViT(MAEViT):
+    """Vision Transformer encoder for MixedAE pre-training.
+
+    With ``mask=True`` (pre-training) the batch is split into groups of
+    G = 1 / ``mix_ratio`` consecutive images; each group is mixed into
+    ``num_views`` images (symmetric mixing, cyclic views), a learnable
+    segment embedding marks each patch's source slot, and the layers in
+    ``homo_layers`` use homologous attention (top-``homo_topk``). With
+    ``mask=None`` it is a plain :class:`VisionTransformer` (vanilla attention
+    everywhere, no segment embedding), and its state dict minus
+    ``segment_embed`` loads into one.
+
+    The sin-cos position embedding and the weight init are MAE's (the
+    parent :class:`MAEViT`).
+
+    Args:
+        arch, img_size, patch_size, out_indices, drop_rate, drop_path_rate,
+            norm_cfg, final_norm, out_type, interpolate_mode, patch_cfg,
+            layer_cfgs, init_cfg: as in :class:`MAEViT`.
+        mix_ratio (float): r; each source fills r * N patches of a mixed
+            image. 1 / r must be an integer >= 2. Defaults to 0.25, the same
+            visible budget per source as MAE's 75% masking.
+        num_views (int): V, mixed views per group (MixedAE-Full for V > 1),
+            in [1, G]. Defaults to 1.
+        use_segment_embed (bool): add the per-slot segment embedding.
+            Defaults to True.
+        homo_layers (str | Sequence[int]): layers using homologous attention:
+            ``'all'`` or a list of indices (``[]`` for none, the naive mixing
+            baseline). Defaults to ``'all'``.
+        homo_topk (int, optional): keys kept per query; defaults to
+            K = r * N, one source's patch count.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'b',
+                 img_size: int = 224,
+                 patch_size: int = 16,
+                 out_indices: Union[Sequence, int] = -1,
+                 drop_rate: float = 0,
+                 drop_path_rate: float = 0,
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 final_norm: bool = True,
+                 out_type: str = 'raw',
+                 interpolate_mode: str = 'bicubic',
+                 patch_cfg: dict = dict(),
+                 layer_cfgs: dict = dict(),
+                 mix_ratio: float = 0.25,
+                 num_views: int = 1,
+                 use_segment_embed: bool = True,
+                 homo_layers: Union[str, Sequence[int]] = 'all',
+                 homo_topk: Optional[int] = None,
+                 init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
+        for name, size in (('img_size', img_size), ('patch_size', patch_size)):
+            if not isinstance(size, int):
+                raise TypeError(f'`{name}` must be an int (square images and '
+                                f'patches), got {size!r}.')
+        if img_size % patch_size:
+            raise ValueError(
+                f'`img_size`={img_size} is not divisible by '
+                f'`patch_size`={patch_size}.')
+        super().__init__(
+            arch=arch,
+            img_size=img_size,
+            patch_size=patch_size,
+            out_indices=out_indices,
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+            norm_cfg=norm_cfg,
+            final_norm=final_norm,
+            out_type=out_type,
+            interpolate_mode=interpolate_mode,
+            patch_cfg=patch_cfg,
+            layer_cfgs=layer_cfgs,
+            mask_ratio=1 - mix_ratio,  # unused: the visible share per source
+            init_cfg=init_cfg)
+        self.patch_size = patch_size
+        self.in_channels = self.patch_embed.projection.in_channels
+
+        self.group_size = check_mix_ratio(mix_ratio, self.num_patches)
+        self.mix_ratio = mix_ratio
+        if not (isinstance(num_views, int)
+                and 1 <= num_views <= self.group_size):
+            raise ValueError(
+                f'`num_views` must be an int in [1, G={self.group_size}] '
+                f'(G = 1 / mix_ratio), got {num_views!r}.')
+        self.num_views = num_views
+
+        self.use_segment_embed = use_segment_embed
+        if use_segment_embed:
+            self.segment_embed = nn.Parameter(
+                torch.zeros(self.group_size, self.embed_dims))
+
+        self.homo_layers = self._parse_homo_layers(homo_layers)
+        num_tokens = self.num_patches + self.num_extra_tokens
+        self.homo_topk = (self.num_patches // self.group_size
+                          if homo_topk is None else homo_topk)
+        if not (isinstance(self.homo_topk, int)
+                and 1 <= self.homo_topk <= num_tokens):
+            raise ValueError(
+                f'`homo_topk` must be an int in [1, {num_tokens}] (the '
+                f'tokens per mixed image, N + cls), got {homo_topk!r}.')
+        for i in self.homo_layers:
+            self.layers[i].attn = self._homologous_like(self.layers[i].attn)
+
+    def _parse_homo_layers(self, homo_layers) -> List[int]:
+        if homo_layers == 'all':
+            return list(range(self.num_layers))
+        if isinstance(homo_layers, str) or not all(
+                isinstance(i, int) for i in homo_layers):
+            raise ValueError("`homo_layers` must be 'all' or a list of layer "
+                             f'indices, got {homo_layers!r}.')
+        layers = sorted({i % self.num_layers for i in homo_layers
+                         if -self.num_layers <= i < self.num_layers})
+        if len(layers) != len(set(homo_layers)):
+            raise ValueError(
+                f'`homo_layers`={list(homo_layers)} has indices outside the '
+                f'{self.num_layers} layers or repeats a layer.')
+        return layers
+
+    @staticmethod
+    def _homologous_like(attn: nn.Module) -> HomologousAttention:
+        """A HomologousAttention with the same settings as ``attn``."""
+        drop_path = getattr(attn.out_drop, 'drop_prob', 0.)
+        gamma = getattr(attn.gamma1, 'weight', None)
+        homo = HomologousAttention(
+            embed_dims=attn.embed_dims,
+            num_heads=attn.num_heads,
+            attn_drop=attn.attn_drop,
+            proj_drop=attn.proj_drop.p,
+            dropout_layer=dict(type='DropPath', drop_prob=drop_path),
+            qkv_bias=attn.qkv.bias is not None,
+            layer_scale_init_value=(0. if gamma is None else
+                                    float(gamma.detach().flatten()[0])))
+        return homo
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.use_segment_embed:
+            trunc_normal_(self.segment_embed, std=.02)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: Optional[bool] = True
+    ) -> Union[Tuple[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]:
+        """Encode mixed images (``mask=True``) or plain images.
+
+        Args:
+            x (Tensor): (B, C, H, W) source images.
+            mask (bool, optional): True for MixedAE pre-training; None or
+                False for plain ViT features (the parent's outputs).
+
+        Returns:
+            tuple: with mixing, ``(latent, masks)``: latent (Q*V, 1+N, D)
+            tokens of the mixed images (cls first), and the (Q, V, N) mixing
+            masks (see :mod:`mixedae.utils.mixing`).
+        """
+        if not mask:
+            return super(MAEViT, self).forward(x)
+        masks = self.draw_masks(x)
+        return self.encode_mixed(x, masks), masks
+
+    def draw_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """Check the batch and draw its (Q, V, N) mixing masks."""
+        B, _, H, W = x.shape
+        if (H, W) != self.img_size:
+            raise ValueError(
+                f'Input images are {H}x{W} but the encoder was built with '
+                f'`img_size`={self.img_size[0]}: mixing needs exactly that '
+                'size (the mask and position embedding are per patch).')
+        if B % self.group_size:
+            raise ValueError(
+                f'The batch of {B} images cannot be split into groups of '
+                f'G={self.group_size} (`mix_ratio`={self.mix_ratio}): set '
+                '`train_dataloader.batch_size` (per GPU) to a multiple of G '
+                'and keep `drop_last=True`.')
+        return random_mixing_masks(B // self.group_size, self.num_patches,
+                                   self.group_size, self.num_views, x.device)
+
+    def encode_mixed(self, x: torch.Tensor,
+                     masks: torch.Tensor) -> torch.Tensor:
+        """Mix ``x`` by ``masks`` and encode: (Q*V, 1+N, D)."""
+        slots = masks.flatten(0, 1)  # (Q*V, N) source slot per patch
+        x = mix_images(x, masks, self.patch_size)  # (Q*V, C, H, W)
+        x = self.patch_embed(x)[0] + self.pos_embed[:, 1:]
+        if self.use_segment_embed:
+            x = x + self.segment_embed[slots]
+        cls_token = self.cls_token + self.pos_embed[:, :1]
+        x = torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+
+        # source of every token, -1 for the cls token: (Q*V, 1+N)
+        source_ids = torch.cat((slots.new_full((slots.shape[0], 1), -1), slots),
+                               dim=1)
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer.attn, HomologousAttention):
+                # TransformerEncoderLayer.forward with top-k attention
+                x = x + layer.attn(
+                    layer.ln1(x), topk=self.homo_topk, source_ids=source_ids)
+                x = layer.ffn(layer.ln2(x), identity=x)
+            else:
+                x = layer(x)
+        return self.ln1(x) if self.final_norm else x
+
+    def homologous_precision(self) -> Dict[str, torch.Tensor]:
+        """Precision of the last mixed forward's top-k selection, per
+        homologous-attention layer and averaged."""
+        precs = {
+            f'homo_prec_l{i}': self.layers[i].attn.homologous_precision
+            for i in self.homo_layers
+            if self.layers[i].attn.homologous_precision is not None
+        }
+        if precs:
+            precs['homo_prec'] = torch.stack(list(precs.values())).mean()
+        return precs

@@ -1,0 +1,3 @@
+from .mixedae_head import MixedAEPretrainHead
+
+__all__ = ['MixedAEPretrainHead']

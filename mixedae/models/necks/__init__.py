@@ -1,0 +1,3 @@
+from .mixedae_decoder import MixedAEPretrainDecoder
+
+__all__ = ['MixedAEPretrainDecoder']
