@@ -89,9 +89,11 @@ def test_homocon_prefers_features_clustered_by_source():
 
 def test_state_dict_loads_into_vision_transformer_with_same_features(
         tiny_model):
-    backbone = tiny_model.backbone.eval()
+    backbone = tiny_model.backbone
     vit = VisionTransformer(
-        arch=TINY_ARCH, img_size=32, patch_size=8, out_type='raw').eval()
+        arch=TINY_ARCH, img_size=32, patch_size=8, out_type='raw')
+    backbone.eval()  # mmpretrain's backbones' train() returns None
+    vit.eval()
     missing, unexpected = vit.load_state_dict(
         backbone.state_dict(), strict=False)
     assert missing == []
@@ -123,7 +125,8 @@ def test_no_homocon_and_no_segment_embed():
 
 
 def test_segment_embedding_changes_the_encoding(tiny_model):
-    bb = tiny_model.backbone.eval()
+    bb = tiny_model.backbone
+    bb.eval()
     x = torch.randn(4, 3, 32, 32)
     masks = bb.draw_masks(x)
     a = bb.encode_mixed(x, masks)

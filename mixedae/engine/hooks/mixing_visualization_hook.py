@@ -38,10 +38,11 @@ class MixingVisualizationHook(Hook):
         self.zoom = zoom
 
     def after_train_epoch(self, runner) -> None:
-        last = runner.epoch == runner.max_epochs  # runner.epoch counts done
-        if last or (self.interval and runner.epoch % self.interval == 0):
+        if self.is_last_train_epoch(runner) or (
+                self.interval and self.every_n_epochs(runner, self.interval)):
+            # runner.epoch counts finished epochs only after this hook
             self.visualize(runner, osp.join(runner.work_dir, 'vis',
-                                            f'epoch_{runner.epoch}'))
+                                            f'epoch_{runner.epoch + 1}'))
 
     def visualize(self, runner, out_dir: str) -> None:
         model = runner.model.module if is_model_wrapper(
