@@ -51,7 +51,7 @@ test: venv data
 demo: venv data
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
 	$(PY) tools/visualization/vis_mixing.py $(DEMO_CONFIG) \
-		$(DEMO_WORK_DIR)/last_checkpoint --out-dir $(DEMO_WORK_DIR)/vis
+		"$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" --out-dir $(DEMO_WORK_DIR)/vis_attention
 
 clean:
 	rm -rf $(VENV) $(DATA) work_dirs
