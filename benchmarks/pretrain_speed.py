@@ -5,7 +5,11 @@ batch), and times a full training step (data preprocessor, forward,
 backward, optimiser) side by side in one process: variants alternate within
 every round, after warm-up rounds, and the median is kept. Memory is the
 peak CUDA allocation on a GPU, and on the CPU the bytes autograd saves for
-backward (activation memory, deterministic). Prints a table and writes JSON.
+backward (activation memory, deterministic). Also reported: the process's
+CPU time per step (on the CPU; less sensitive than wall time to other load
+on a shared machine, run with ``--threads 1`` for the most robust figure)
+and the matmul FLOPs of a step (deterministic, from PyTorch's
+FlopCounterMode). Prints a table and writes JSON.
 
     python benchmarks/pretrain_speed.py                      # CPU, 224 + 448
     python benchmarks/pretrain_speed.py --img-sizes 224 --batch-size 8
@@ -60,13 +64,17 @@ def build(config, img_size, device):
 
 
 def batch(n, img_size):
+    """A collated batch of random uint8 images, as the dataloader gives."""
+    from mmengine.dataset import default_collate
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
-    imgs = [
-        torch.randint(0, 256, (3, img_size, img_size), generator=g,
-                      dtype=torch.uint8) for _ in range(n)
-    ]
-    return dict(inputs=imgs, data_samples=[DataSample() for _ in range(n)])
+    return default_collate([
+        dict(
+            inputs=torch.randint(
+                0, 256, (3, img_size, img_size), generator=g,
+                dtype=torch.uint8),
+            data_samples=DataSample()) for _ in range(n)
+    ])
 
 
 def sync(device):
@@ -75,7 +83,7 @@ def sync(device):
 
 
 def step(model, optim, data, device):
-    """One timed training step; returns (seconds, memory bytes)."""
+    """One timed training step: (wall seconds, CPU seconds, memory bytes)."""
     saved = [0]
 
     def pack(t):
@@ -85,7 +93,7 @@ def step(model, optim, data, device):
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     sync(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if device == 'cpu':
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             model.train_step(data, optim)
@@ -93,9 +101,19 @@ def step(model, optim, data, device):
         model.train_step(data, optim)
     sync(device)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     mem = (torch.cuda.max_memory_allocated()
            if device.startswith('cuda') else saved[0])
-    return seconds, mem
+    return seconds, cpu_seconds, mem
+
+
+def step_flops(model, optim, data):
+    """Matmul/conv FLOPs of one training step (forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.train_step(data, optim)
+    return counter.get_total_flops()
 
 
 def run(args):
@@ -106,17 +124,26 @@ def run(args):
             name: build(VARIANTS[name], img_size, args.device)
             for name in args.variants
         }
+        flops = {
+            name: step_flops(model, optim, data)
+            for name, (model, optim) in models.items()
+        }
         times = {name: [] for name in models}
+        cpu_times = {name: [] for name in models}
         mems = {}
         for r in range(args.warmup + args.repeats):
             for name, (model, optim) in models.items():
-                seconds, mem = step(model, optim, data, args.device)
+                seconds, cpu_seconds, mem = step(model, optim, data,
+                                                 args.device)
                 if r >= args.warmup:
                     times[name].append(seconds)
+                    cpu_times[name].append(cpu_seconds)
                     mems[name] = mem
         base = statistics.median(times['MAE'])
+        cpu_base = statistics.median(cpu_times['MAE'])
         for name in models:
             t = statistics.median(times[name])
+            cpu_t = statistics.median(cpu_times[name])
             results.append(
                 dict(
                     variant=name,
@@ -126,9 +153,13 @@ def run(args):
                     sec_per_step=t,
                     ms_per_image=1e3 * t / args.batch_size,
                     time_ratio_vs_mae=t / base,
+                    cpu_time_ratio_vs_mae=cpu_t / cpu_base,
+                    flops=flops[name],
+                    flops_ratio_vs_mae=flops[name] / flops['MAE'],
                     memory_bytes=mems[name],
                     memory_ratio_vs_mae=mems[name] / mems['MAE'],
-                    step_times=times[name]))
+                    step_times=times[name],
+                    step_cpu_times=cpu_times[name]))
         del models
     return results
 
@@ -137,13 +168,17 @@ def table(results, device):
     mem = 'peak CUDA memory' if device.startswith('cuda') else \
         'saved activations'
     lines = [
-        f'| variant | px | ms / image | time vs MAE | {mem} (MiB) | '
-        'memory vs MAE |', '|---|---|---|---|---|---|'
+        f'| variant | px | ms / image | time vs MAE | CPU time vs MAE | '
+        f'GFLOPs / image | FLOPs vs MAE | {mem} (MiB) | memory vs MAE |',
+        '|---|---|---|---|---|---|---|---|---|'
     ]
     for r in results:
         lines.append(f"| {r['variant']} | {r['img_size']} | "
                      f"{r['ms_per_image']:.1f} | "
                      f"{r['time_ratio_vs_mae']:.3f} | "
+                     f"{r['cpu_time_ratio_vs_mae']:.3f} | "
+                     f"{r['flops'] / r['batch_size'] / 1e9:.1f} | "
+                     f"{r['flops_ratio_vs_mae']:.3f} | "
                      f"{r['memory_bytes'] / 2**20:.0f} | "
                      f"{r['memory_ratio_vs_mae']:.3f} |")
     return '\n'.join(lines)
@@ -157,6 +192,8 @@ def main():
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
                         choices=list(VARIANTS))
+    parser.add_argument('--threads', type=int,
+                        help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument(
@@ -167,12 +204,18 @@ def main():
         args.variants.insert(0, 'MAE')
     if args.batch_size % 4:
         parser.error('--batch-size must be a multiple of the group size 4')
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = run(args)
     print(table(results, args.device))
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(torch=torch.__version__, results=results), f, indent=2)
+        json.dump(
+            dict(
+                torch=torch.__version__,
+                threads=torch.get_num_threads(),
+                results=results), f, indent=2)
     print(f'written to {args.out}')
 
 

@@ -178,3 +178,14 @@ def test_wrong_input_size_is_a_clear_error(tiny_model):
 
 def test_backbone_is_a_vision_transformer():
     assert issubclass(MixedAEViT, VisionTransformer)
+
+
+def test_loss_under_autocast_keeps_dtypes_consistent(tiny_model):
+    # AMP on GPUs runs fp16; the CPU's bfloat16 autocast exercises the same
+    # dtype mixing (mask token vs encoder tokens, HomoCon in fp32)
+    torch.manual_seed(0)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = tiny_model.loss(torch.randn(8, 3, 32, 32), None)
+    assert torch.isfinite(losses['loss_rec'])
+    assert torch.isfinite(losses['loss_homocon'])
+    assert losses['loss_homocon'].dtype == torch.float32

@@ -48,12 +48,15 @@ class HomologousContrastiveLoss(BaseModule):
             Tensor: the weighted scalar loss.
         """
         N = feats.shape[1]
-        f = F.normalize(feats.float(), dim=-1)
-        logits = f @ f.transpose(1, 2) / self.temperature  # (S, N, N)
-        self_pair = torch.eye(N, dtype=torch.bool, device=feats.device)
-        log_prob = logits.masked_fill(self_pair, float('-inf')).log_softmax(-1)
-        positive = (source_ids[:, :, None] == source_ids[:, None, :])
-        positive &= ~self_pair  # (S, N, N)
-        pos_log_prob = log_prob.masked_fill(~positive, 0).sum(-1)
-        loss = -(pos_log_prob / positive.sum(-1).clamp(min=1)).mean()
+        # in fp32 even under AMP: the similarities are sharpened by 1 / t
+        with torch.autocast(device_type=feats.device.type, enabled=False):
+            f = F.normalize(feats.float(), dim=-1)
+            logits = f @ f.transpose(1, 2) / self.temperature  # (S, N, N)
+            self_pair = torch.eye(N, dtype=torch.bool, device=feats.device)
+            log_prob = logits.masked_fill(self_pair,
+                                          float('-inf')).log_softmax(-1)
+            positive = source_ids[:, :, None] == source_ids[:, None, :]
+            positive &= ~self_pair  # (S, N, N)
+            pos_log_prob = log_prob.masked_fill(~positive, 0).sum(-1)
+            loss = -(pos_log_prob / positive.sum(-1).clamp(min=1)).mean()
         return self.loss_weight * loss
