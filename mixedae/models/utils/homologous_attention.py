@@ -25,7 +25,14 @@ class HomologousAttention(MultiheadAttention):
     of the selection (the share of kept keys that come from the query's own
     source, over patch queries) is stored, detached, in
     ``self.homologous_precision``.
+
+    For visualisation, setting ``record_keep = True`` on an instance makes
+    every top-k forward store its boolean (B, h, T, T) selection, detached,
+    in ``self.keep_mask`` (off by default: training keeps no extra tensor).
     """
+
+    record_keep: bool = False
+    keep_mask: Optional[torch.Tensor] = None
 
     def forward(self,
                 x: torch.Tensor,
@@ -47,17 +54,22 @@ class HomologousAttention(MultiheadAttention):
         qkv = self.qkv(x).reshape(B, T, 3, self.num_heads,
                                   self.head_dims).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, h, T, d)
-        logits = (q * self.head_dims**-0.5) @ k.transpose(-2, -1)  # (B,h,T,T)
-        kth = logits.topk(topk, dim=-1, sorted=False).values.amin(
-            dim=-1, keepdim=True)  # (B, h, T, 1) k-th largest logit
-        keep = logits >= kth
-        attn = logits.masked_fill(~keep, float('-inf')).softmax(dim=-1)
+        # scaling the logits in place is safe: matmul's backward needs only
+        # q and k
+        logits = (q @ k.transpose(-2, -1)).mul_(self.head_dims**-0.5)
+        with torch.no_grad():  # the selection itself carries no gradient
+            kth = logits.topk(topk, dim=-1, sorted=False).values.amin(
+                dim=-1, keepdim=True)  # (B, h, T, 1) k-th largest logit
+            drop = logits < kth  # (B, h, T, T)
+        if self.record_keep:  # visualisation only
+            self.keep_mask = ~drop
+        attn = logits.masked_fill(drop, float('-inf')).softmax(dim=-1)
         if self.training and self.attn_drop > 0:
             attn = torch.dropout(attn, self.attn_drop, True)
         x = (attn @ v).transpose(1, 2).reshape(B, T, self.embed_dims)
 
         self.homologous_precision = None if source_ids is None else \
-            homologous_precision(keep, source_ids)
+            homologous_precision(~drop, source_ids)
 
         x = self.proj(x)
         x = self.out_drop(self.gamma1(self.proj_drop(x)))
@@ -73,12 +85,13 @@ def homologous_precision(keep: torch.Tensor,
 
     Args:
         keep (Tensor): (B, h, T, T) bool, kept keys per query.
-        source_ids (Tensor): (B, T) source of each token, < 0 for none.
+        source_ids (Tensor): (B, T) source of each token, < 0 for tokens of
+            no source (their queries are not counted, their keys are never
+            homologous).
     """
     is_patch = source_ids >= 0  # (B, T)
     same = source_ids[:, :, None] == source_ids[:, None, :]  # (B, T, T)
     same &= is_patch[:, :, None]
-    kept_per_query = keep.sum(dim=-1)  # (B, h, T)
-    homologous = (keep & same[:, None]).sum(dim=-1)  # (B, h, T)
-    query = is_patch[:, None].expand_as(kept_per_query)
-    return homologous[query].sum().float() / kept_per_query[query].sum()
+    homologous = (keep & same[:, None]).sum(dim=(1, 3))  # (B, T)
+    kept = keep.sum(dim=(1, 3))  # (B, T)
+    return homologous[is_patch].sum().float() / kept[is_patch].sum()
