@@ -10,7 +10,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # every install is constrained by the pinned runtime stack (numpy < 2, ...)
 PIN := -c requirements/runtime.txt
 DATA := data/fashion_mnist
-DEMO_CONFIG := configs/mixedae/mixedae_vit-tiny-p4_1xb64-amp-coslr-6e_fashion-mnist-32px.py
+DEMO_CONFIG := configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-3e_fashion-mnist-32px.py
 DEMO_WORK_DIR := work_dirs/demo
 
 .PHONY: venv data test demo clean
