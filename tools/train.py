@@ -2,11 +2,18 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|CKPT]]
         [--amp] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+
+Multi-GPU / multi-node: ``tools/dist_train.sh``, Slurm:
+``tools/slurm_train.sh``. ``--resume`` (alone or ``auto``) continues from the
+latest checkpoint in the work dir (a fresh start when there is none).
 """
 import argparse
+import datetime
 import os
 import os.path as osp
 
+import torch
+import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -63,12 +70,40 @@ def merge_args(cfg, args):
     return cfg
 
 
+def setup_cpu_distributed(cfg):
+    """Let ``--launcher pytorch`` run on machines without CUDA (CPU
+    clusters, tests, debugging) with the gloo backend.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and its DDP
+    wrapper passes ``device_ids=[LOCAL_RANK]``; both fail without a GPU.
+    Here the process group is created beforehand (the Runner then skips its
+    own init) and DDP gets ``device_ids=None``, as CPU modules require.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    if dist_cfg.pop('backend', 'gloo') != 'gloo':
+        print('No CUDA device: using the gloo backend instead of '
+              '`env_cfg.dist_cfg.backend`.')
+    if 'timeout' in dist_cfg:
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo', **dist_cfg)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+
+
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg = merge_args(cfg, args)
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -104,11 +104,16 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=3)
 
+# Checkpoints every epoch (mmengine's epoch loop restarts an interrupted
+# epoch, so epoch checkpoints are the exact resume points); with
+# RNGStateHook, `--resume` continues as if never stopped.
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
 custom_hooks = [
-    dict(type='MixingVisualizationHook', num_images=16, interval=1, zoom=4)
+    dict(type='MixingVisualizationHook', num_images=16, interval=1, zoom=4),
+    dict(type='ThroughputHook'),  # img_per_sec in the log
+    dict(type='RNGStateHook'),  # RNG states in checkpoints
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, diff_rank_seed=True)

@@ -1,4 +1,5 @@
-"""Pictures of mixing and reconstruction."""
+"""Pictures of mixing, reconstruction and homologous-attention keys."""
+from contextlib import contextmanager
 from typing import List
 
 import numpy as np
@@ -41,3 +42,109 @@ def mixing_grids(sources: np.ndarray, mixed: np.ndarray, recon: np.ndarray,
         grid = np.concatenate([np.concatenate(r, axis=1) for r in cells])
         grids.append(grid.repeat(zoom, axis=0).repeat(zoom, axis=1))
     return grids
+
+
+# One colour per source slot (RGB, tab10 without its yellow and greys, so the
+# yellow query outline stands out); cycled for G > 8.
+SOURCE_COLORS = np.array(
+    [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
+     [148, 103, 189], [140, 86, 75], [227, 119, 194], [23, 190, 207]],
+    np.uint8)
+QUERY_COLOR = np.array([255, 255, 0], np.uint8)
+
+
+@contextmanager
+def recording_keep_masks(backbone):
+    """Within the block, the homologous-attention layers of ``backbone``
+    (a :class:`MixedAEViT`) keep their top-k selections; the yielded dict is
+    filled on exit with ``{layer index: (B, h, T, T) bool}`` (T = 1 + N,
+    cls first), for the last mixed forward in the block."""
+    attns = {i: backbone.layers[i].attn for i in backbone.homo_layers}
+    keeps = {}
+    for attn in attns.values():
+        attn.record_keep, attn.keep_mask = True, None
+    try:
+        yield keeps
+    finally:
+        for i, attn in attns.items():
+            if attn.keep_mask is not None:
+                keeps[i] = attn.keep_mask
+            attn.record_keep, attn.keep_mask = False, None
+
+
+def pick_queries(slots: torch.Tensor, generator=None) -> torch.Tensor:
+    """One random query patch per source: (G,) positions, entry ``s`` a
+    patch filled by slot ``s`` of the (N,) slot map ``slots``."""
+    G = int(slots.max()) + 1
+    scores = torch.rand(slots.shape, generator=generator)
+    own = slots[None].cpu() == torch.arange(G)[:, None]  # (G, N)
+    return torch.where(own, scores, -1.).argmax(dim=1)
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    return img.repeat(3, axis=-1) if img.shape[-1] == 1 else img
+
+
+def _per_pixel(values: np.ndarray, grid: tuple, patch_size: int):
+    """(N, ...) per-patch values -> (H, W, ...) per-pixel, row-major."""
+    h, w = grid
+    values = values.reshape(h, w, *values.shape[1:])
+    return values.repeat(patch_size, axis=0).repeat(patch_size, axis=1)
+
+
+def attention_keys_grid(mixed: np.ndarray,
+                        slots: np.ndarray,
+                        weights: np.ndarray,
+                        queries: np.ndarray,
+                        patch_size: int,
+                        zoom: int = 4,
+                        pad: int = 2,
+                        alpha: float = 0.6) -> np.ndarray:
+    """Which keys the homologous attention keeps, for chosen query patches
+    of one mixed image.
+
+    One row per entry of ``weights`` (e.g. per layer, or per layer and
+    head); the first column is the mixed image with every patch tinted by
+    its true source (the answer key), then one column per query: the query
+    patch outlined in yellow, each key patch tinted by its source's colour
+    in proportion to its weight (1 = kept, e.g. by every head), keys with
+    weight 0 dimmed. A good selection tints mostly the query's own colour.
+
+    Args:
+        mixed (ndarray): (H, W, C) uint8, C = 1 or 3 (RGB).
+        slots (ndarray): (N,) source slot of each patch.
+        weights (ndarray): (R, N, N) in [0, 1]: for row r, query i, key j,
+            how strongly key j is kept (patch tokens only, cls excluded).
+        queries (ndarray): (Qn,) query patch positions.
+        patch_size (int): p, in pixels.
+
+    Returns:
+        ndarray: (R * cell, (1 + Qn) * cell, 3) uint8 RGB picture.
+    """
+    H, W = mixed.shape[:2]
+    p = patch_size
+    grid = (H // p, W // p)
+    base = _rgb(mixed).astype(np.float32)  # (H, W, 3)
+    colour = _per_pixel(SOURCE_COLORS[slots % len(SOURCE_COLORS)], grid,
+                        p).astype(np.float32)  # (H, W, 3)
+    # (R, 1 + Qn, N) weights: the answer key (all ones), then each query's
+    answer = np.ones((weights.shape[0], 1, weights.shape[-1]), np.float32)
+    wts = np.concatenate([answer, weights[:, queries]], axis=1)
+    wt = _per_pixel(np.moveaxis(wts, -1, 0), grid, p)[..., None]  # H,W,R,Q,1
+    wt = np.moveaxis(wt, (2, 3), (0, 1))  # (R, 1 + Qn, H, W, 1)
+    cells = base * (0.35 + 0.65 * wt) * (1 - alpha * wt) + \
+        colour * (alpha * wt)
+    cells = cells.round().clip(0, 255).astype(np.uint8)
+    cells = cells.repeat(zoom, axis=2).repeat(zoom, axis=3)
+    # yellow outline of each query patch (columns 1..Qn), zoom // 2 wide
+    t = max(1, zoom // 2)
+    s = p * zoom
+    for c, q in enumerate(queries, start=1):
+        y, x = (q // grid[1]) * s, (q % grid[1]) * s
+        box = cells[:, c, y:y + s, x:x + s]
+        box[:, :t], box[:, -t:] = QUERY_COLOR, QUERY_COLOR
+        box[:, :, :t], box[:, :, -t:] = QUERY_COLOR, QUERY_COLOR
+    cells = np.pad(cells, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)),
+                   constant_values=255)
+    R, Qc, h, w, _ = cells.shape
+    return cells.transpose(0, 2, 1, 3, 4).reshape(R * h, Qc * w, 3)

@@ -1,7 +1,9 @@
 """The MixedAE self-supervised algorithm."""
-from typing import Dict, List
+from collections import OrderedDict
+from typing import Dict, List, Tuple
 
 import torch
+from mmengine.dist import all_reduce, get_world_size
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -31,6 +33,24 @@ class MixedAE(BaseSelfSupervisor):
         losses = self.head.loss(pred, inputs, latent[:, 1:], masks)
         losses.update(self.backbone.homologous_precision())
         return losses
+
+    def parse_losses(
+        self, losses: Dict[str, torch.Tensor]
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """mmengine's ``parse_losses``, with the logged values averaged over
+        ranks when distributed.
+
+        mmengine logs rank 0's values only; averaging detached copies makes
+        the log describe the whole global batch. The returned loss, the one
+        back-propagated, stays this rank's (DDP averages the gradients).
+        """
+        loss, log_vars = super().parse_losses(losses)
+        if get_world_size() > 1:
+            values = torch.stack([v.detach().float() for v in
+                                  log_vars.values()])
+            all_reduce(values, op='mean')  # one collective for all terms
+            log_vars = OrderedDict(zip(log_vars, values))
+        return loss, log_vars
 
     @torch.no_grad()
     def reconstruct(self, inputs: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -1,0 +1,215 @@
+"""Visual diagnostics: the keys homologous attention keeps (recording,
+rendering, pictures from the hook and from tools/visualization/vis_mixing.py)
+and TensorBoard as a logging backend."""
+import glob
+import importlib.util
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS
+
+from mixedae.engine.hooks.mixing_visualization_hook import \
+    write_attention_pictures
+from mixedae.models.utils import homologous_precision
+from mixedae.utils.visualization import (QUERY_COLOR, SOURCE_COLORS,
+                                         attention_keys_grid, pick_queries,
+                                         recording_keep_masks)
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(
+    ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-3e_'
+    'fashion-mnist-32px.py')
+DATA = osp.join(ROOT, 'data/fashion_mnist')
+SMALL = dict(
+    embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
+SMALL_NECK = dict(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
+                  decoder_num_heads=2)
+
+
+def test_attention_keys_grid_colours():
+    p, zoom, pad = 4, 2, 1
+    mixed = np.full((8, 8, 1), 200, np.uint8)  # 2x2 patches
+    slots = np.array([0, 1, 1, 0])
+    weights = np.zeros((3, 4, 4), np.float32)  # 3 rows (e.g. layers)
+    weights[:, 2, 1] = 1.  # query 2 keeps key 1 fully,
+    weights[:, 2, 3] = .5  # key 3 half
+    grid = attention_keys_grid(mixed, slots, weights, np.array([2]), p,
+                               zoom=zoom, pad=pad, alpha=.5)
+    cell = 8 * zoom + 2 * pad
+    assert grid.shape == (3 * cell, 2 * cell, 3) and grid.dtype == np.uint8
+
+    def patch(row, col, j, dy=3, dx=3):  # a pixel inside patch j
+        y = row * cell + pad + (j // 2) * p * zoom + dy
+        x = col * cell + pad + (j % 2) * p * zoom + dx
+        return grid[y, x].astype(int)
+
+    # answer key: every patch fully tinted by its source colour
+    for j in range(4):
+        expect = 200 * .5 + SOURCE_COLORS[slots[j]] * .5
+        assert np.abs(patch(0, 0, j) - expect).max() <= 1
+    # query column: kept key tinted, half-kept less, others dimmed
+    assert np.abs(patch(1, 1, 1) - (100 + SOURCE_COLORS[1] * .5)).max() <= 1
+    assert np.abs(patch(1, 1, 0) - 200 * .35).max() <= 1
+    w = .5
+    half = 200 * (.35 + .65 * w) * (1 - .5 * w) + SOURCE_COLORS[0] * .5 * w
+    assert np.abs(patch(1, 1, 3) - half).max() <= 1
+    # the query patch (2) is outlined in yellow
+    assert (patch(2, 1, 2, dy=0, dx=3) == QUERY_COLOR).all()
+    assert (grid[:pad] == 255).all()  # white padding
+
+
+def test_pick_queries_one_per_source():
+    slots = torch.tensor([2, 0, 1, 3, 0, 2, 1, 3])
+    q = pick_queries(slots, torch.Generator().manual_seed(0))
+    assert slots[q].tolist() == [0, 1, 2, 3]
+
+
+def test_recording_keep_masks(tiny_model):
+    backbone = tiny_model.backbone  # 2 layers, N = 16, G = 4, top-4
+    x = torch.randn(8, 3, 32, 32)
+    backbone(x)  # training path: records nothing
+    assert all(backbone.layers[i].attn.keep_mask is None
+               for i in backbone.homo_layers)
+    with recording_keep_masks(backbone) as keeps:
+        masks = backbone.draw_masks(x)
+        backbone.encode_mixed(x, masks)
+    assert sorted(keeps) == [0, 1]
+    assert all(not backbone.layers[i].attn.record_keep
+               and backbone.layers[i].attn.keep_mask is None
+               for i in backbone.homo_layers)
+    slots = masks.flatten(0, 1)
+    source_ids = torch.cat((slots.new_full((2, 1), -1), slots), dim=1)
+    for i, keep in keeps.items():
+        assert keep.shape == (2, 2, 17, 17) and keep.dtype == torch.bool
+        assert (keep.sum(-1) >= backbone.homo_topk).all()
+        # the recorded selection is the one the precision was computed on
+        assert homologous_precision(keep, source_ids) == pytest.approx(
+            backbone.layers[i].attn.homologous_precision.item())
+
+
+def test_write_attention_pictures(tiny_model, tmp_path):
+    x = torch.randn(8, 3, 32, 32)
+    with recording_keep_masks(tiny_model.backbone) as keeps:
+        out = tiny_model.reconstruct(x)
+    cell = 32 * 3 + 2 * 2
+    files = write_attention_pictures(out, keeps, tiny_model, str(tmp_path),
+                                     zoom=3)
+    assert [osp.basename(f) for f in files] == [
+        'attention_group_0_view_0.png', 'attention_group_1_view_0.png'
+    ]
+    # rows: layers; columns: answer key + one query per source
+    assert mmcv.imread(files[0]).shape == (2 * cell, 5 * cell, 3)
+    files = write_attention_pictures(out, keeps, tiny_model, str(tmp_path),
+                                     queries=[0, 15], layers=[1],
+                                     per_head=True, zoom=3, prefix='h_')
+    assert mmcv.imread(files[0]).shape == (2 * cell, 3 * cell, 3)  # 2 heads
+    with pytest.raises(ValueError, match='layers'):
+        write_attention_pictures(out, keeps, tiny_model, str(tmp_path),
+                                 layers=[5])
+    with pytest.raises(ValueError, match='query patches'):
+        write_attention_pictures(out, keeps, tiny_model, str(tmp_path),
+                                 queries=[16])
+
+
+def small_demo_cfg(work_dir):
+    cfg = Config.fromfile(DEMO)
+    cfg.work_dir = str(work_dir)
+    cfg.model.backbone.arch = SMALL
+    cfg.model.neck.update(SMALL_NECK)
+    cfg.train_dataloader.dataset.update(
+        data_root=DATA, test_mode=True, indices=16)
+    cfg.train_dataloader.update(
+        batch_size=8, num_workers=0, persistent_workers=False)
+    cfg.train_cfg.max_epochs = 1
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
+    return cfg
+
+
+def test_hook_pictures_and_tensorboard(tmp_path):
+    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
+        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    cfg = small_demo_cfg(tmp_path)
+    cfg.default_hooks.logger.interval = 1
+    cfg.custom_hooks = [
+        dict(type='MixingVisualizationHook', num_images=4, attention=True),
+        dict(type='ThroughputHook')
+    ]
+    cfg.visualizer.vis_backends = [
+        dict(type='LocalVisBackend'),
+        dict(type='TensorboardVisBackend')
+    ]
+    Runner.from_cfg(cfg).train()
+
+    vis = tmp_path / 'vis' / 'epoch_1'
+    assert (vis / 'group_0.png').exists()
+    assert mmcv.imread(str(vis / 'attention_group_0_view_0.png')).shape == (
+        2 * 36, 5 * 36, 3)  # 2 layers x (answer key + 4 queries), zoom 1
+
+    events = glob.glob(str(tmp_path / '*' / 'vis_data' / 'events.out.*'))
+    assert len(events) == 1
+    acc = EventAccumulator(events[0])
+    acc.Reload()
+    tags = acc.Tags()['scalars']
+    for tag in ('loss_rec', 'loss_homocon', 'homo_prec', 'homo_prec_l0',
+                'homo_prec_l1', 'img_per_sec', 'lr'):
+        assert tag in tags, tags
+    assert [e.step for e in acc.Scalars('homo_prec_l1')] == [1, 2]
+
+
+def test_vis_mixing_script(tmp_path, monkeypatch):
+    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
+        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text(textwrap.dedent(f'''\
+        _base_ = [{DEMO!r}]
+        model = dict(backbone=dict(arch={SMALL!r}), neck={SMALL_NECK!r})
+        train_dataloader = dict(dataset=dict(
+            data_root={DATA!r}, test_mode=True, indices=16))
+        '''))
+    import mixedae  # noqa: F401
+    model = MODELS.build(Config.fromfile(str(cfg_file)).model)
+    ckpt = tmp_path / 'ckpt.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    script = osp.join(ROOT, 'tools/visualization/vis_mixing.py')
+
+    out = tmp_path / 'out'
+    proc = subprocess.run([
+        sys.executable, script,
+        str(cfg_file),
+        str(ckpt), '--out-dir',
+        str(out), '--num-images', '8', '--queries', '0', '27', '63',
+        '--per-head', '--zoom', '2'
+    ], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'homo_prec_l0' in proc.stdout
+    recon = sorted(glob.glob(str(out / 'reconstruction' / '*.png')))
+    attn = sorted(glob.glob(str(out / 'attention' / '*.png')))
+    assert [osp.basename(f) for f in recon] == ['group_0.png', 'group_1.png']
+    assert [osp.basename(f) for f in attn] == [
+        'group_0_view_0.png', 'group_1_view_0.png'
+    ]
+    cell = 32 * 2 + 4
+    # 2 layers x 2 heads, answer key + 3 queries
+    assert mmcv.imread(attn[0]).shape == (4 * cell, 4 * cell, 3)
+
+    # a clear error, in process (no second interpreter start-up)
+    spec = importlib.util.spec_from_file_location('vis_mixing', script)
+    vis_mixing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vis_mixing)
+    monkeypatch.setattr(sys, 'argv', [
+        script, str(cfg_file), str(ckpt), '--out-dir', str(out),
+        '--num-images', '6'
+    ])
+    with pytest.raises(ValueError, match='--num-images 6 must be a multiple '
+                       'of the group size G=4'):
+        vis_mixing.main()
