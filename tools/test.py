@@ -10,6 +10,7 @@ define ``test_dataloader``, ``test_evaluator`` and ``test_cfg``.
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.evaluator import DumpResults
@@ -17,6 +18,11 @@ from mmengine.runner import Runner
 
 # tools/ is the script's directory, hence on sys.path (also under torchrun)
 from train import setup_cpu_distributed
+
+
+# `python tools/train.py` puts tools/ on the path, not the repository root:
+# configs import `projects.*` from there.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args():

@@ -11,11 +11,17 @@ import argparse
 import datetime
 import os
 import os.path as osp
+import sys
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
+
+
+# `python tools/train.py` puts tools/ on the path, not the repository root:
+# configs import `projects.*` from there.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def parse_args():
