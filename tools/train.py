@@ -1,7 +1,8 @@
 """Train a model from a config (pre-training or a downstream benchmark).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|CKPT]]
-        [--amp] [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
+        [--amp] [--auto-scale-lr] [--cfg-options k=v ...]
+        [--launcher none|pytorch|slurm|mpi]
 
 Multi-GPU / multi-node: ``tools/dist_train.sh``, Slurm:
 ``tools/slurm_train.sh``. ``--resume`` (alone or ``auto``) continues from the
@@ -38,6 +39,11 @@ def parse_args():
     parser.add_argument(
         '--amp', action='store_true', help='mixed precision training')
     parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the actual global batch against the config\'s '
+        '`auto_scale_lr.base_batch_size`')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -67,6 +73,11 @@ def merge_args(cfg, args):
         if optim_wrapper != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise ValueError('--auto-scale-lr needs `auto_scale_lr.'
+                             'base_batch_size` in the config.')
+        cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
