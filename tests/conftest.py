@@ -59,3 +59,12 @@ def tiny_model():
 @pytest.fixture
 def tiny_cfg_factory():
     return lambda **kw: copy.deepcopy(tiny_cfg(**kw))
+
+
+@pytest.fixture(autouse=True)
+def mmpretrain_default_scope():
+    """Every test starts in mmpretrain's registry scope, whatever scope an
+    earlier test (an mmdet or mmseg config) left as the default."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
