@@ -1,0 +1,620 @@
+"""MAE vs naive mixing vs MixedAE on Fashion-MNIST, on the CPU, in one command.
+
+For every seed, pre-trains the tiny 1-channel ViT of the demo configs (192-dim,
+6 layers, patch 4, 32 px) with each method for the same number of epochs on
+Fashion-MNIST train (labels unused), with mmengine's Runner and the repo's
+configs; converts each checkpoint to a plain mmpretrain ``VisionTransformer``
+(``convert_to_vit``) and evaluates it three ways, with a random-init encoder
+(the same conversion of an untrained, initialised MAE model) as the floor:
+
+* k-NN on frozen features (k = 20, cosine similarity, DINO's temperature-
+  weighted vote, T = 0.07): train features are the bank, test accuracy;
+* linear probe on frozen features: standardised with the train statistics
+  (BatchNorm without affine, as MAE's probe), a linear layer trained with
+  AdamW and cross-entropy, test accuracy;
+* a brief end-to-end fine-tune: mmpretrain ``ImageClassifier``
+  (the same ``VisionTransformer`` + ``LinearClsHead``) trained and tested
+  with the Runner, AdamW with layer-wise lr decay, warm-up then cosine.
+
+Frozen features: ``VisionTransformer(out_type='avg_featmap',
+final_norm=True)``, the mean of the final-normed patch tokens, then
+mmpretrain's fresh ``ln2`` (a LayerNorm with identity affine at init). We use
+the patch average rather than the cls token: neither objective trains the cls
+token directly, and MixedAE's encoder sees it only next to mixed patches.
+Images are resized 28 -> 32 px (bicubic, as the pre-training crop) and
+normalised as in the configs. Evaluation subsets are the first n images of
+each split, the same for every method and seed.
+
+Writes ``results.json`` (every run, the summary and the settings) and
+``results.md`` (mean ± sample std over seeds) under ``--out-dir``, updated
+after every run, and prints the table.
+
+    .venv/bin/python benchmarks/fashion_mnist/run.py          # ~90 min
+    .venv/bin/python benchmarks/fashion_mnist/run.py --quick  # ~10 min
+    .venv/bin/python benchmarks/fashion_mnist/run.py --quick --seeds 0 1 2
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import os.path as osp
+import platform
+import statistics
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb128-coslr-3e_fashion-mnist-32px.py'
+MIXEDAE_CFG = ('configs/mixedae/'
+               'mixedae_vit-tiny-p4_1xb128-coslr-3e_fashion-mnist-32px.py')
+# method -> (pre-training config, config overrides)
+METHODS = {
+    'MAE': (MAE_CFG, {}),
+    'naive mixing': (MIXEDAE_CFG, {
+        'model.backbone.homo_layers': [],
+        'model.head.homocon_loss': None
+    }),
+    'MixedAE w/o HomoCon': (MIXEDAE_CFG, {
+        'model.head.homocon_loss': None
+    }),
+    'MixedAE': (MIXEDAE_CFG, {}),
+}
+FLOOR = 'random init'
+METRICS = ('knn_top1', 'linear_top1', 'finetune_top1')
+
+# Fashion-MNIST train statistics (0-255), as in the pre-training configs.
+MEAN, STD = 72.94, 90.02
+NUM_CLASSES = 10
+IMG_SIZE = 32
+
+# Budgets, sized from the --quick run on a (lightly shared) 2-core machine:
+# a pre-training iteration of 128 images ~0.38 s (MixedAE and MAE alike),
+# an evaluation of 2k + 1k frozen images with a 30-iteration fine-tune ~25 s.
+PRESETS = {
+    # 12 pre-trainings of one 60k epoch (468 iterations, ~3 min each) + 15
+    # evaluations on the whole test set with 200 fine-tuning iterations
+    # (~2.5 min each): ~70 min estimated, within the 90 min budget.
+    'full': dict(
+        seeds=[0, 1, 2], pretrain_images=None, epochs=1, batch_size=128,
+        eval_train_images=10000, eval_test_images=10000, finetune_iters=200,
+        finetune_batch_size=64, linear_epochs=100),
+    # 1 seed: 4 pre-trainings of 200 iterations (~80 s each) + 5 short
+    # evaluations (~25 s each): ~8 min measured.
+    'quick': dict(
+        seeds=[0], pretrain_images=12800, epochs=2, batch_size=128,
+        eval_train_images=2000, eval_test_images=1000, finetune_iters=30,
+        finetune_batch_size=64, linear_epochs=100),
+    # for the tests: seconds
+    'smoke': dict(
+        seeds=[0], pretrain_images=128, epochs=1, batch_size=32,
+        eval_train_images=200, eval_test_images=100, finetune_iters=3,
+        finetune_batch_size=16, linear_epochs=5, finetune_images=256),
+}
+
+ENCODER = dict(
+    type='VisionTransformer',
+    arch=dict(
+        embed_dims=192, num_layers=6, num_heads=3, feedforward_channels=768),
+    img_size=IMG_SIZE,
+    patch_size=4,
+    patch_cfg=dict(in_channels=1),
+    out_type='avg_featmap',
+    final_norm=True)
+# keys a converted pre-training checkpoint cannot hold: the fresh norm after
+# the patch average (LayerNorm with weight 1, bias 0 at init)
+FRESH_KEYS = {'ln2.weight', 'ln2.bias'}
+
+
+# ----------------------------------------------------------------- evaluation
+def knn_classify(train_feats: torch.Tensor,
+                 train_labels: torch.Tensor,
+                 test_feats: torch.Tensor,
+                 k: int = 20,
+                 temperature: float = 0.07,
+                 num_classes: int = NUM_CLASSES,
+                 chunk_size: int = 1024) -> torch.Tensor:
+    """Weighted k-NN on cosine similarity (DINO's evaluation).
+
+    Each test sample takes its k most similar train samples; each votes for
+    its label with weight ``exp(similarity / temperature)``.
+
+    Returns:
+        Tensor: (M,) predicted labels of the M test samples.
+    """
+    if not 1 <= k <= len(train_feats):
+        raise ValueError(f'k={k} must be in [1, {len(train_feats)}] (the '
+                         'number of train samples).')
+    train = F.normalize(train_feats.float(), dim=1)
+    test = F.normalize(test_feats.float(), dim=1)
+    preds = []
+    for start in range(0, len(test), chunk_size):  # bounds the (m, N) matrix
+        sim = test[start:start + chunk_size] @ train.T  # (m, N)
+        top_sim, top_idx = sim.topk(k, dim=1)  # (m, k)
+        votes = torch.zeros(len(sim), num_classes)
+        votes.scatter_add_(1, train_labels[top_idx],
+                           (top_sim / temperature).exp())
+        preds.append(votes.argmax(dim=1))
+    return torch.cat(preds)
+
+
+def linear_probe(train_feats: torch.Tensor,
+                 train_labels: torch.Tensor,
+                 test_feats: torch.Tensor,
+                 epochs: int = 100,
+                 batch_size: int = 256,
+                 lr: float = 1e-3,
+                 weight_decay: float = 1e-4,
+                 seed: int = 0,
+                 num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """Logistic regression on frozen features, standardised by the train
+    mean and std (a BatchNorm without affine); AdamW, cosine lr.
+
+    Returns:
+        Tensor: (M,) predicted labels of the test samples.
+    """
+    mean = train_feats.mean(dim=0)
+    std = train_feats.std(dim=0) + 1e-6
+    x = (train_feats - mean) / std
+    gen = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(x.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.normal_(0, 0.01, generator=gen)
+        head.bias.zero_()
+    opt = torch.optim.AdamW(head.parameters(), lr=lr,
+                            weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(x) / batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
+            loss = F.cross_entropy(head(x[idx]), train_labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    with torch.no_grad():
+        return head((test_feats - mean) / std).argmax(dim=1)
+
+
+def top1(preds: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100. * (preds == labels).float().mean().item()
+
+
+def load_split(data_root: str, test: bool, num: Optional[int]):
+    """(images (n, 1, 32, 32) float normalised, labels (n,)) of a split,
+    read with mmpretrain's ``FashionMNIST``; the first ``num`` images."""
+    from mmpretrain.datasets import FashionMNIST
+    ds = FashionMNIST(
+        data_root=data_root, split='test' if test else 'train',
+        test_mode=test, download=False, pipeline=[],
+        indices=num, serialize_data=False)
+    imgs = torch.from_numpy(
+        np.stack([ds.get_data_info(i)['img'] for i in range(len(ds))]))
+    labels = torch.tensor(
+        [int(ds.get_data_info(i)['gt_label']) for i in range(len(ds))])
+    x = imgs[:, None].float()  # (n, 1, 28, 28)
+    # bicubic, a = -0.75 like cv2's, rounded to uint8 as the pipeline's crop
+    x = F.interpolate(x, size=IMG_SIZE, mode='bicubic', align_corners=False)
+    x = x.clamp(0, 255).round()
+    return (x - MEAN) / STD, labels
+
+
+def build_encoder(vit_state: dict) -> torch.nn.Module:
+    """The frozen ``VisionTransformer`` with a converted checkpoint."""
+    from mmpretrain.registry import MODELS
+    encoder = MODELS.build(copy.deepcopy(ENCODER))
+    missing, unexpected = encoder.load_state_dict(vit_state, strict=False)
+    if set(missing) - FRESH_KEYS or unexpected:
+        raise RuntimeError(
+            'The converted checkpoint does not fit the evaluation encoder: '
+            f'missing {sorted(set(missing) - FRESH_KEYS)}, unexpected '
+            f'{sorted(unexpected)}.')
+    encoder.eval()  # VisionTransformer.train() returns None
+    return encoder
+
+
+@torch.no_grad()
+def extract(encoder: torch.nn.Module, x: torch.Tensor,
+            batch_size: int = 512) -> torch.Tensor:
+    """(n, D) frozen features."""
+    return torch.cat(
+        [encoder(b)[0] for b in x.split(batch_size)])  # avg_featmap
+
+
+# --------------------------------------------------------------- pre-training
+def _runner(cfg, quiet: bool):
+    from mmengine.runner import Runner
+    if quiet:
+        cfg.log_level = 'WARNING'
+    return Runner.from_cfg(cfg)
+
+
+def _train_timer():
+    """A hook timing the training loop alone (from ``before_train``, after
+    the data, model and optimiser are built, to ``after_train``)."""
+    from mmengine.hooks import Hook
+
+    class TrainTimer(Hook):
+        seconds = None
+
+        def before_train(self, runner):
+            self._start = time.perf_counter()
+
+        def after_train(self, runner):
+            self.seconds = time.perf_counter() - self._start
+
+    return TrainTimer()
+
+
+def pretrain(method: str, seed: int, budget: dict, work_dir: str,
+             data_root: str, quiet: bool = True) -> dict:
+    """Pre-train ``method`` with the Runner; returns the ViT state dict,
+    the wall time and the iterations."""
+    from mmengine.config import Config
+
+    from mixedae.utils.checkpoint import convert_to_vit, load_checkpoint_safely
+    path, overrides = METHODS[method]
+    cfg = Config.fromfile(osp.join(ROOT, path))
+    cfg.merge_from_dict(copy.deepcopy(overrides))
+    bs, epochs = budget['batch_size'], budget['epochs']
+    num = budget['pretrain_images']
+    cfg.work_dir = work_dir
+    cfg.experiment_name = f'pretrain_{_slug(method)}_seed{seed}'
+    loader = cfg.train_dataloader
+    loader.dataset.data_root = data_root
+    loader.dataset.indices = num
+    loader.batch_size = bs
+    loader.num_workers = 0  # 2 cores: workers would compete with compute
+    loader.persistent_workers = False
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs)
+    iters = epochs * ((num or 60000) // bs)
+    if iters < 1:
+        raise ValueError(f'{num} pre-training images make no batch of {bs}.')
+    # the same schedule for every method: linear warm-up over the first 10%
+    # of the iterations, then cosine to 0
+    warm = max(1, round(0.1 * iters))
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+             end=warm),
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=warm,
+             end=max(iters, warm + 1), eta_min=0.)
+    ]
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=epochs, max_keep_ckpts=1)
+    cfg.custom_hooks = []  # no pictures in a benchmark
+    cfg.randomness = dict(seed=seed, diff_rank_seed=True)
+    start = time.perf_counter()
+    runner = _runner(cfg, quiet)
+    timer = _train_timer()
+    runner.register_hook(timer, priority='VERY_LOW')
+    runner.train()
+    wall = time.perf_counter() - start
+    ckpt = load_checkpoint_safely(osp.join(work_dir, f'epoch_{epochs}.pth'))
+    loss = _last_scalar(runner.log_dir, 'loss')
+    return dict(vit=convert_to_vit(ckpt), seconds=timer.seconds,
+                wall_seconds=wall, iters=iters, final_loss=loss)
+
+
+def random_init(seed: int) -> dict:
+    """The floor: an initialised, untrained MAE model of the same config,
+    converted like a checkpoint (MAE's sin-cos position embedding and init)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from mixedae.utils.checkpoint import convert_to_vit
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(osp.join(ROOT, MAE_CFG))
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return convert_to_vit(dict(state_dict=model.state_dict()))
+
+
+def _last_scalar(log_dir: str, key: str) -> Optional[float]:
+    path = osp.join(log_dir, 'vis_data', 'scalars.json')
+    if not osp.exists(path):
+        return None
+    values = [r[key] for r in map(json.loads, open(path)) if key in r]
+    return values[-1] if values else None
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(' ', '-').replace('/', '')
+
+
+# ----------------------------------------------------------------- fine-tune
+def finetune(vit_state: dict, seed: int, budget: dict, work_dir: str,
+             data_root: str, quiet: bool = True) -> float:
+    """Briefly fine-tune an mmpretrain ``ImageClassifier`` end to end from
+    ``vit_state`` with the Runner; returns its test top-1 (%)."""
+    from mmengine.config import Config
+    os.makedirs(work_dir, exist_ok=True)
+    ckpt = osp.join(work_dir, 'vit_init.pth')
+    torch.save(dict(state_dict=vit_state), ckpt)
+    iters, bs = budget['finetune_iters'], budget['finetune_batch_size']
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/_base_/default_runtime.py'))
+    backbone = dict(copy.deepcopy(ENCODER), drop_path_rate=0.1,
+                    init_cfg=dict(type='Pretrained', checkpoint=ckpt))
+    test_pipeline = [
+        dict(type='Resize', scale=(IMG_SIZE, IMG_SIZE), backend='cv2',
+             interpolation='bicubic'),
+        dict(type='PackInputs')
+    ]
+    cfg.merge_from_dict(dict(
+        work_dir=work_dir,
+        experiment_name=f'finetune_seed{seed}',
+        model=dict(
+            type='ImageClassifier',
+            data_preprocessor=dict(
+                type='ClsDataPreprocessor', mean=[MEAN], std=[STD],
+                to_rgb=False, num_classes=NUM_CLASSES),
+            backbone=backbone,
+            head=dict(
+                type='LinearClsHead', num_classes=NUM_CLASSES,
+                in_channels=ENCODER['arch']['embed_dims'],
+                loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1,
+                          mode='original'),
+                init_cfg=dict(type='TruncNormal', layer='Linear',
+                              std=2e-5))),
+        train_dataloader=dict(
+            batch_size=bs, num_workers=0, drop_last=True,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            dataset=dict(
+                type='FashionMNIST', data_root=data_root, test_mode=False,
+                download=False, indices=budget.get('finetune_images'),
+                pipeline=test_pipeline[:1] + [
+                    dict(type='RandomFlip', prob=0.5),
+                    dict(type='PackInputs')]
+            )),
+        test_dataloader=dict(
+            batch_size=256, num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate'),
+            dataset=dict(
+                type='FashionMNIST', data_root=data_root, split='test',
+                test_mode=True,
+                download=False, indices=budget['eval_test_images'],
+                pipeline=test_pipeline)),
+        test_evaluator=dict(type='Accuracy', topk=(1, )),
+        test_cfg=dict(),
+        # MAE's fine-tuning recipe, shortened: AdamW with layer-wise lr
+        # decay, no decay on norms, biases and embeddings
+        optim_wrapper=dict(
+            optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999),
+                           weight_decay=0.05),
+            constructor='LearningRateDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(
+                layer_decay_rate=0.75,
+                custom_keys={
+                    '.ln': dict(decay_mult=0.0),
+                    '.bias': dict(decay_mult=0.0),
+                    '.cls_token': dict(decay_mult=0.0),
+                    '.pos_embed': dict(decay_mult=0.0)
+                })),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.01, by_epoch=False,
+                 begin=0, end=max(1, iters // 10)),
+            dict(type='CosineAnnealingLR', by_epoch=False,
+                 begin=max(1, iters // 10), end=max(iters, 2), eta_min=0.)
+        ],
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=iters),
+        randomness=dict(seed=seed, diff_rank_seed=True),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+    ))
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
+    cfg.default_hooks.checkpoint = None  # nothing to keep
+    runner = _runner(cfg, quiet)
+    runner.train()
+    metrics = runner.test()
+    return float(metrics['accuracy/top1'])
+
+
+# -------------------------------------------------------------------- driver
+def evaluate(vit_state: dict, seed: int, budget: dict, data: dict,
+             work_dir: str, data_root: str, quiet: bool) -> dict:
+    """k-NN, linear probe and fine-tune top-1 (%) of one encoder."""
+    start = time.perf_counter()
+    encoder = build_encoder(vit_state)
+    (xtr, ytr), (xte, yte) = data['train'], data['test']
+    ftr, fte = extract(encoder, xtr), extract(encoder, xte)
+    res = dict(
+        knn_top1=top1(knn_classify(ftr, ytr, fte), yte),
+        linear_top1=top1(
+            linear_probe(ftr, ytr, fte, epochs=budget['linear_epochs'],
+                         seed=seed), yte))
+    frozen = time.perf_counter()
+    res['frozen_eval_seconds'] = frozen - start
+    res['finetune_top1'] = finetune(vit_state, seed, budget, work_dir,
+                                    data_root, quiet)
+    res['finetune_seconds'] = time.perf_counter() - frozen
+    res['eval_seconds'] = time.perf_counter() - start
+    return res
+
+
+def summarise(runs: List[dict], methods: Sequence[str]) -> Dict[str, dict]:
+    """Per method: mean and sample std over seeds of each metric and of the
+    pre-training time."""
+    out = {}
+    for method in methods:
+        rows = [r for r in runs if r['method'] == method]
+        if not rows:
+            continue
+        out[method] = {}
+        for key in METRICS + ('pretrain_seconds', ):
+            vals = [r[key] for r in rows if r.get(key) is not None]
+            if not vals:
+                continue
+            out[method][key] = dict(
+                mean=statistics.fmean(vals),
+                std=statistics.stdev(vals) if len(vals) > 1 else None,
+                n=len(vals))
+    return out
+
+
+def markdown(summary: Dict[str, dict], settings: dict) -> str:
+    """The results table: mean ± std over seeds."""
+
+    def cell(stat, fmt='{:.1f}'):
+        if stat is None:
+            return '–'
+        text = fmt.format(stat['mean'])
+        if stat['std'] is not None:
+            text += ' ± ' + fmt.format(stat['std'])
+        return text
+
+    seeds = settings['seeds']
+    lines = [
+        '| method | pre-train time / run (s) | k-NN top-1 (%) | '
+        'linear top-1 (%) | fine-tune top-1 (%) |',
+        '|---|---:|---:|---:|---:|',
+    ]
+    for method, stats in summary.items():
+        lines.append('| {} | {} | {} | {} | {} |'.format(
+            method, cell(stats.get('pretrain_seconds'), '{:.0f}'),
+            *(cell(stats.get(k)) for k in METRICS)))
+    pre = settings['pretrain_images'] or 60000
+    lines += [
+        '',
+        f"Fashion-MNIST, {len(seeds)} seed(s) {seeds} (mean ± sample std). "
+        f"Pre-training: {settings['epochs']} epoch(s) of {pre} train images "
+        f"(no labels), batch {settings['batch_size']}. k-NN (k = 20, cosine, "
+        'T = 0.07) and linear probe on frozen average-pooled features, '
+        f"{settings['eval_train_images']} train / "
+        f"{settings['eval_test_images']} test images. Fine-tune: "
+        f"{settings['finetune_iters']} iterations of "
+        f"{settings['finetune_batch_size']}, tested on "
+        f"{settings['eval_test_images']} test images. Pre-train time: the "
+        'training loop of one run (wall clock, this machine).',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--quick', action='store_true',
+                      help='~10 min budget: 1 seed, a subset, short runs')
+    mode.add_argument('--smoke', action='store_true',
+                      help='seconds: a plumbing check for the tests')
+    parser.add_argument('--seeds', type=int, nargs='+')
+    parser.add_argument('--methods', nargs='+', choices=list(METHODS),
+                        default=list(METHODS))
+    parser.add_argument('--no-floor', action='store_true',
+                        help='skip the random-init encoder')
+    parser.add_argument('--out-dir',
+                        default=osp.join('work_dirs', 'benchmarks',
+                                         'fashion_mnist'))
+    parser.add_argument('--data-root',
+                        default=osp.join(ROOT, 'data', 'fashion_mnist'))
+    for key in ('pretrain_images', 'epochs', 'batch_size', 'finetune_images',
+                'eval_train_images', 'eval_test_images', 'finetune_iters',
+                'finetune_batch_size', 'linear_epochs'):
+        parser.add_argument('--' + key.replace('_', '-'), type=int,
+                            help='override the preset')
+    parser.add_argument('--verbose', action='store_true',
+                        help="show the Runners' logs")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    preset = 'smoke' if args.smoke else 'quick' if args.quick else 'full'
+    budget = dict(dict(finetune_images=None), **PRESETS[preset])
+    for key in list(budget):
+        if getattr(args, key, None) is not None:
+            budget[key] = getattr(args, key)
+    budget['seeds'] = list(budget['seeds'])
+    for name in ('train-images-idx3-ubyte', 't10k-images-idx3-ubyte'):
+        if not osp.exists(osp.join(args.data_root, name)):
+            raise FileNotFoundError(
+                f'Fashion-MNIST is missing in {args.data_root} ({name}): run '
+                '`make data` or pass --data-root.')
+    import mixedae  # noqa: F401  (registers the modules)
+    from mmengine.logging import MMLogger
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
+    # the current logger until the first Runner makes its own
+    MMLogger.get_instance(
+        'fashion_mnist_benchmark',
+        log_level='INFO' if args.verbose else 'WARNING')
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    data = dict(
+        train=load_split(args.data_root, False, budget['eval_train_images']),
+        test=load_split(args.data_root, True, budget['eval_test_images']))
+    methods = ([] if args.no_floor else [FLOOR]) + list(args.methods)
+    settings = dict(
+        preset=preset, **budget, methods=methods,
+        features="VisionTransformer out_type='avg_featmap', final_norm=True",
+        knn=dict(k=20, similarity='cosine', vote='exp(sim / 0.07) weighted'),
+        linear_probe='standardised features, linear layer, AdamW 1e-3, '
+        f"{budget['linear_epochs']} epochs of 256, cosine lr",
+        finetune='ImageClassifier, AdamW 1e-3, layer decay 0.75, wd 0.05, '
+        'label smoothing 0.1, drop path 0.1, 10% warm-up then cosine')
+    machine = dict(
+        cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
+        torch=torch.__version__, python=platform.python_version(),
+        processor=platform.processor() or platform.machine())
+    runs: List[dict] = []
+    total = time.perf_counter()
+
+    def save():
+        summary = summarise(runs, methods)
+        table = markdown(summary, settings)
+        result = dict(settings=settings, machine=machine, runs=runs,
+                      summary=summary,
+                      total_seconds=time.perf_counter() - total)
+        with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
+            json.dump(result, f, indent=2)
+        with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
+            f.write(table)
+        return result, table
+
+    for seed in budget['seeds']:
+        for method in methods:
+            tag = f'{_slug(method)}_seed{seed}'
+            work_dir = osp.abspath(osp.join(args.out_dir, tag))
+            print(f'[{time.perf_counter() - total:7.0f} s] {method}, '
+                  f'seed {seed}: ', end='', flush=True)
+            if method == FLOOR:
+                run = dict(method=method, seed=seed, pretrain_seconds=None,
+                           pretrain_wall_seconds=None, pretrain_iters=0,
+                           final_loss=None)
+                vit = random_init(seed)
+            else:
+                out = pretrain(method, seed, budget, work_dir,
+                               args.data_root, quiet=not args.verbose)
+                vit = out.pop('vit')
+                run = dict(method=method, seed=seed,
+                           pretrain_seconds=out['seconds'],
+                           pretrain_wall_seconds=out['wall_seconds'],
+                           pretrain_iters=out['iters'],
+                           final_loss=out['final_loss'])
+                print(f"pre-trained {out['iters']} iters in "
+                      f"{out['seconds']:.0f} s (loss "
+                      f"{out['final_loss']}), ", end='', flush=True)
+            run.update(evaluate(vit, seed, budget, data,
+                                osp.join(work_dir, 'finetune'),
+                                args.data_root, quiet=not args.verbose))
+            print('k-NN {knn_top1:.1f}, linear {linear_top1:.1f}, fine-tune '
+                  '{finetune_top1:.1f} ({eval_seconds:.0f} s)'.format(**run),
+                  flush=True)
+            runs.append(run)
+            save()
+    result, table = save()
+    print(f'\n{table}\nWrote {osp.join(args.out_dir, "results.json")} and '
+          f'results.md in {result["total_seconds"]:.0f} s.')
+    return result
+
+
+if __name__ == '__main__':
+    main()
