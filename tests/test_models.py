@@ -189,3 +189,15 @@ def test_loss_under_autocast_keeps_dtypes_consistent(tiny_model):
     assert torch.isfinite(losses['loss_rec'])
     assert torch.isfinite(losses['loss_homocon'])
     assert losses['loss_homocon'].dtype == torch.float32
+
+
+def test_homologous_attention_keeps_the_layer_settings():
+    cfg = dict(type='MixedAEViT', arch=TINY_ARCH, img_size=32, patch_size=8,
+               drop_path_rate=0.2, drop_rate=0.1, homo_layers=[1])
+    bb = MODELS.build(cfg)
+    ref = MODELS.build(dict(cfg, homo_layers=[]))
+    homo, vanilla = bb.layers[1].attn, ref.layers[1].attn
+    assert isinstance(homo, HomologousAttention)
+    assert homo.out_drop.drop_prob == vanilla.out_drop.drop_prob > 0
+    assert homo.proj_drop.p == vanilla.proj_drop.p == 0.1
+    assert homo.state_dict().keys() == vanilla.state_dict().keys()
