@@ -116,6 +116,29 @@ def step_flops(model, optim, data):
     return counter.get_total_flops()
 
 
+def profile_vs_mae(models, data, device, top=12):
+    """Self CPU time per operator of one training step, each variant minus
+    MAE: where the extra cost goes. Printed, not saved."""
+    from collections import Counter
+    from torch.profiler import ProfilerActivity, profile
+    per_op = {}
+    for name, (model, optim) in models.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model.train_step(data, optim)
+        per_op[name] = Counter({
+            e.key: e.self_cpu_time_total / 1e3
+            for e in prof.key_averages()
+        })
+    for name in models:
+        if name == 'MAE':
+            continue
+        diff = per_op[name].copy()
+        diff.subtract(per_op['MAE'])
+        print(f'{name} - MAE, self CPU ms per step, largest differences:')
+        for op, ms in diff.most_common(top):
+            print(f'  {op:60s} {ms:+9.1f}')
+
+
 def run(args):
     results = []
     for img_size in args.img_sizes:
@@ -128,6 +151,8 @@ def run(args):
             name: step_flops(model, optim, data)
             for name, (model, optim) in models.items()
         }
+        if args.profile:
+            profile_vs_mae(models, data, args.device)
         times = {name: [] for name in models}
         cpu_times = {name: [] for name in models}
         mems = {}
@@ -195,6 +220,9 @@ def main():
     parser.add_argument('--threads', type=int,
                         help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--profile', action='store_true',
+                        help='print per-operator self CPU time of one step '
+                        'of each variant minus MAE')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument(
         '--out', default=osp.join(ROOT, 'work_dirs', 'benchmarks',
