@@ -29,7 +29,7 @@ Writes ``results.json`` (every run, the summary and the settings) and
 ``results.md`` (mean ± sample std over seeds) under ``--out-dir``, updated
 after every run, and prints the table.
 
-    .venv/bin/python benchmarks/fashion_mnist/run.py          # ~90 min
+    .venv/bin/python benchmarks/fashion_mnist/run.py          # ~100 min
     .venv/bin/python benchmarks/fashion_mnist/run.py --quick  # ~10 min
     .venv/bin/python benchmarks/fashion_mnist/run.py --quick --seeds 0 1 2
 """
@@ -76,9 +76,9 @@ IMG_SIZE = 32
 # a pre-training iteration of 128 images ~0.38 s (MixedAE and MAE alike),
 # an evaluation of 2k + 1k frozen images with a 30-iteration fine-tune ~25 s.
 PRESETS = {
-    # 12 pre-trainings of one 60k epoch (468 iterations, ~3 min each) + 15
-    # evaluations on the whole test set with 200 fine-tuning iterations
-    # (~2.5 min each): ~70 min estimated, within the 90 min budget.
+    # 12 pre-trainings of one 60k epoch (468 iterations, 3.4-3.9 min each)
+    # + 15 evaluations on the whole test set with 200 fine-tuning iterations
+    # (~3.3 min each): 99 min measured on 2 idle cores.
     'full': dict(
         seeds=[0, 1, 2], pretrain_images=None, epochs=1, batch_size=128,
         eval_train_images=10000, eval_test_images=10000, finetune_iters=200,
