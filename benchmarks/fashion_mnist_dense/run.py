@@ -25,7 +25,7 @@ Writes ``results.json`` (every run, summary, settings) and ``results.md``
 prints the table.
 
     .venv/bin/python benchmarks/fashion_mnist_dense/run.py --quick  # ~12 min
-    .venv/bin/python benchmarks/fashion_mnist_dense/run.py          # ~70-90 min
+    .venv/bin/python benchmarks/fashion_mnist_dense/run.py --threads 2  # ~30 min
     .venv/bin/python benchmarks/fashion_mnist_dense/run.py --quick --seeds 0 1 2
 """
 import argparse
@@ -75,14 +75,15 @@ SEG_OUT_INDICES = (1, 2, 3, 5)
 
 PRESETS = {
     # 3 seeds x 3 methods x (seg + det), encoders of the classification
-    # benchmark's full pre-training (1 epoch of 60k), twice the --quick
-    # fine-tuning: ~70 min on two cores (from the --quick timings, ~7.5 min
-    # per method and seed) plus ~3 min per pre-training not found to reuse
+    # benchmark's full pre-training (1 epoch of 60k), 300 iterations per
+    # task on 48-px canvases (items 20-24 px, cheaper than --quick's 64):
+    # 28 min measured with --threads 2 on two idle cores (~3 min per
+    # method and seed), plus ~3.5 min per pre-training not found to reuse
     'full': dict(
         seeds=[0, 1, 2], pretrain='full', num_train=800, num_val=200,
-        canvas_size=64, grid=2, max_items=3, seg_iters=300, seg_batch=8,
+        canvas_size=48, grid=2, max_items=3, seg_iters=300, seg_batch=8,
         det_iters=300, det_batch=4),
-    # 1 seed x 3 methods x (seg + det), the full run's canvases, half its
+    # 1 seed x 3 methods x (seg + det), 64-px canvases, half the full run's
     # iterations
     'quick': dict(
         seeds=[0], pretrain='quick', num_train=400, num_val=100,
