@@ -438,16 +438,17 @@ def evaluate(vit_state: dict, seed: int, budget: dict, data: dict,
     return res
 
 
-def summarise(runs: List[dict], methods: Sequence[str]) -> Dict[str, dict]:
-    """Per method: mean and sample std over seeds of each metric and of the
-    pre-training time."""
+def summarise(runs: List[dict], methods: Sequence[str],
+              keys: Sequence[str]) -> Dict[str, dict]:
+    """Per method: mean, sample std (None for one value) and n over seeds
+    of each of ``keys`` that the runs hold."""
     out = {}
     for method in methods:
         rows = [r for r in runs if r['method'] == method]
         if not rows:
             continue
         out[method] = {}
-        for key in METRICS + ('pretrain_seconds', ):
+        for key in keys:
             vals = [r[key] for r in rows if r.get(key) is not None]
             if not vals:
                 continue
@@ -458,16 +459,27 @@ def summarise(runs: List[dict], methods: Sequence[str]) -> Dict[str, dict]:
     return out
 
 
+def format_stat(stat: Optional[dict], fmt: str = '{:.1f}') -> str:
+    """A table cell: 'mean ± std', 'mean' for one seed, '–' for none."""
+    if stat is None:
+        return '–'
+    text = fmt.format(stat['mean'])
+    if stat['std'] is not None:
+        text += ' ± ' + fmt.format(stat['std'])
+    return text
+
+
+def write_results(out_dir: str, table: str, **result) -> dict:
+    """``results.json`` (``result``) and ``results.md`` (``table``)."""
+    with open(osp.join(out_dir, 'results.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+    with open(osp.join(out_dir, 'results.md'), 'w') as f:
+        f.write(table)
+    return result
+
+
 def markdown(summary: Dict[str, dict], settings: dict) -> str:
     """The results table: mean ± std over seeds."""
-
-    def cell(stat, fmt='{:.1f}'):
-        if stat is None:
-            return '–'
-        text = fmt.format(stat['mean'])
-        if stat['std'] is not None:
-            text += ' ± ' + fmt.format(stat['std'])
-        return text
 
     seeds = settings['seeds']
     lines = [
@@ -477,8 +489,8 @@ def markdown(summary: Dict[str, dict], settings: dict) -> str:
     ]
     for method, stats in summary.items():
         lines.append('| {} | {} | {} | {} | {} |'.format(
-            method, cell(stats.get('pretrain_seconds'), '{:.0f}'),
-            *(cell(stats.get(k)) for k in METRICS)))
+            method, format_stat(stats.get('pretrain_seconds'), '{:.0f}'),
+            *(format_stat(stats.get(k)) for k in METRICS)))
     pre = settings['pretrain_images'] or 60000
     lines += [
         '',
@@ -568,16 +580,12 @@ def main(argv=None) -> dict:
     total = time.perf_counter()
 
     def save():
-        summary = summarise(runs, methods)
+        summary = summarise(runs, methods, METRICS + ('pretrain_seconds', ))
         table = markdown(summary, settings)
-        result = dict(settings=settings, machine=machine, runs=runs,
-                      summary=summary,
-                      total_seconds=time.perf_counter() - total)
-        with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
-            json.dump(result, f, indent=2)
-        with open(osp.join(args.out_dir, 'results.md'), 'w') as f:
-            f.write(table)
-        return result, table
+        return write_results(
+            args.out_dir, table, settings=settings, machine=machine,
+            runs=runs, summary=summary,
+            total_seconds=time.perf_counter() - total), table
 
     for seed in budget['seeds']:
         for method in methods:

@@ -31,12 +31,10 @@ prints the table.
 import argparse
 import copy
 import importlib.util
-import json
 import math
 import os
 import os.path as osp
 import platform
-import statistics
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -67,6 +65,7 @@ DET_CONFIG = ('configs/benchmarks/mmdetection/'
               'mask-rcnn_vit-base-p16_mixedae-pre_fpn_8xb2-amp-ms-1x_coco.py')
 FLOOR = cls_bench.FLOOR
 METRICS = ('mIoU', 'bbox_mAP', 'segm_mAP')
+SUMMARY_KEYS = METRICS + ('bbox_mAP_50', 'segm_mAP_50')
 MEAN, STD = cls_bench.MEAN, cls_bench.STD
 ARCH = cls_bench.ENCODER['arch']  # 192-dim, 6 layers, 3 heads
 PATCH = cls_bench.ENCODER['patch_size']  # 4: a stride-4 feature map
@@ -320,40 +319,14 @@ def finetune_det(ckpt: str, seed: int, budget: dict, sets: dict,
 
 
 # -------------------------------------------------------------------- report
-def summarise(runs: List[dict], methods: Sequence[str]) -> Dict[str, dict]:
-    """Per method: mean and sample std over seeds of each metric."""
-    out = {}
-    for method in methods:
-        rows = [r for r in runs if r['method'] == method]
-        if not rows:
-            continue
-        out[method] = {}
-        for key in METRICS + ('bbox_mAP_50', 'segm_mAP_50'):
-            vals = [r[key] for r in rows if r.get(key) is not None]
-            if vals:
-                out[method][key] = dict(
-                    mean=statistics.fmean(vals),
-                    std=statistics.stdev(vals) if len(vals) > 1 else None,
-                    n=len(vals))
-    return out
-
-
 def markdown(summary: Dict[str, dict], settings: dict) -> str:
     """The results table: mean ± std over seeds."""
-
-    def cell(stat):
-        if stat is None:
-            return '–'
-        text = f"{stat['mean']:.1f}"
-        if stat['std'] is not None:
-            text += f" ± {stat['std']:.1f}"
-        return text
 
     lines = ['| method | mIoU (%) | AP^box (%) | AP^mask (%) |',
              '|---|---:|---:|---:|']
     for method, stats in summary.items():
         lines.append('| {} | {} | {} | {} |'.format(
-            method, *(cell(stats.get(k)) for k in METRICS)))
+            method, *(cls_bench.format_stat(stats.get(k)) for k in METRICS)))
     s = settings
     lines += [
         '',
@@ -477,16 +450,11 @@ def _main(args) -> dict:
     runs: List[dict] = []
 
     def save():
-        summary = summarise(runs, methods)
+        summary = cls_bench.summarise(runs, methods, SUMMARY_KEYS)
         table = markdown(summary, settings)
-        result = dict(settings=settings, machine=machine, runs=runs,
-                      summary=summary,
-                      total_seconds=time.perf_counter() - total)
-        with open(osp.join(out_dir, 'results.json'), 'w') as f:
-            json.dump(result, f, indent=2)
-        with open(osp.join(out_dir, 'results.md'), 'w') as f:
-            f.write(table)
-        return result, table
+        return cls_bench.write_results(
+            out_dir, table, settings=settings, machine=machine, runs=runs,
+            summary=summary, total_seconds=time.perf_counter() - total), table
 
     for seed in budget['seeds']:
         for method in methods:
