@@ -101,3 +101,21 @@ def test_harness_end_to_end_writes_json_and_markdown(tmp_path):
     assert set(rows) == {'random init', 'MixedAE'}
     knn = summary['knn_top1']['mean']
     assert f'{knn:.1f}' in rows['MixedAE']
+
+
+@pytest.mark.skipif(not osp.exists(osp.join(DATA, 'train-images-idx3-ubyte')),
+                    reason='Fashion-MNIST not prepared (make data)')
+def test_trivial_loss_is_the_norm_pix_loss_of_predicting_zero():
+    path = osp.join(ROOT, 'benchmarks/fashion_mnist/trivial_loss.py')
+    spec = importlib.util.spec_from_file_location('trivial_loss', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.no_grad():
+        out = module.main(['--num', '64', '--data-root', DATA])
+    flat, near = out['flat_patches'], out['near_flat_patches']
+    assert 0.1 < flat < 0.6  # black background, not every patch
+    # a non-flat patch's normalised target has mean square 15/16 (unbiased
+    # var over 16 pixels) times var / (var + 1e-6): at most 15/16, and
+    # at least 0.999 of it once var >= 1e-3
+    lower = 15 / 16 * (1 - flat - near) * 0.999
+    assert lower < out['trivial_loss'] <= 15 / 16 * (1 - flat) + 1e-6

@@ -31,12 +31,19 @@ def test_smoke_run_writes_json_and_table(tmp_path):
     out = tmp_path / 'dense'
     result = bench.main([
         '--smoke', '--methods', 'MAE', '--out-dir', str(out),
-        '--data-root', FMNIST, '--reuse-dirs'  # no reuse: pre-trains here
+        '--data-root', FMNIST, '--lr', '2e-3',
+        '--reuse-dirs'  # no reuse: pre-trains here
     ])
     saved = json.load(open(out / 'results.json'))
     assert saved['summary'] == json.loads(json.dumps(result['summary']))
     methods = ['random init', 'MAE']
     assert saved['settings']['methods'] == methods
+    # --lr reaches both fine-tuning Runners
+    assert saved['settings']['optim']['lr'] == 2e-3
+    from mmengine.config import Config
+    for task in ('seg', 'det'):
+        dumped, = (out / 'mae_seed0' / task).glob('*.py')  # the Runner's dump
+        assert Config.fromfile(str(dumped)).optim_wrapper.optimizer.lr == 2e-3
     assert [(r['method'], r['seed']) for r in saved['runs']] == [
         ('random init', 0), ('MAE', 0)]
     for run in saved['runs']:
@@ -70,6 +77,12 @@ def test_smoke_run_writes_json_and_table(tmp_path):
     assert (out / 'mae_seed0' / 'vit_init.pth').is_file()
     assert (out / 'data' / 'coco' / 'annotations' /
             'instances_val.json').is_file()
+
+
+def test_bad_lr_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match='--lr must be positive'):
+        bench.main(['--smoke', '--lr', '0', '--data-root', FMNIST,
+                    '--out-dir', str(tmp_path / 'o')])
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

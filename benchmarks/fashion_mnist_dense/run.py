@@ -25,7 +25,8 @@ Writes ``results.json`` (every run, summary, settings) and ``results.md``
 prints the table.
 
     .venv/bin/python benchmarks/fashion_mnist_dense/run.py --quick  # ~12 min
-    .venv/bin/python benchmarks/fashion_mnist_dense/run.py --threads 2  # ~30 min
+    # 3 seeds, ~30 min on two idle cores
+    .venv/bin/python benchmarks/fashion_mnist_dense/run.py --threads 2
     .venv/bin/python benchmarks/fashion_mnist_dense/run.py --quick --seeds 0 1 2
 """
 import argparse
@@ -168,13 +169,14 @@ def _backbone(ckpt: str, img: int, out_indices) -> dict:
         init_cfg=dict(type='Pretrained', checkpoint=ckpt))
 
 
-def _common(cfg, work_dir: str, seed: int, iters: int, quiet: bool):
+def _common(cfg, work_dir: str, seed: int, iters: int, lr: float,
+            quiet: bool):
     """CPU runner settings and the shared short schedule."""
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
     cfg.load_from, cfg.resume = None, False
     cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU
-    cfg.optim_wrapper.optimizer.lr = OPTIM['lr']
+    cfg.optim_wrapper.optimizer.lr = lr
     cfg.optim_wrapper.optimizer.weight_decay = OPTIM['weight_decay']
     warm = max(1, round(OPTIM['warmup_ratio'] * iters))
     cfg.param_scheduler = [
@@ -256,7 +258,8 @@ def finetune_seg(ckpt: str, seed: int, budget: dict, sets: dict,
     _set(cfg.val_dataloader.dataset.pipeline, 'Resize', scale=(4 * img, img))
     cfg.train_dataloader.batch_size = budget['seg_batch']
     cfg.val_dataloader.batch_size = 16
-    cfg = _common(cfg, work_dir, seed, budget['seg_iters'], quiet)
+    cfg = _common(cfg, work_dir, seed, budget['seg_iters'], budget['lr'],
+                  quiet)
     out = _train_eval(cfg)
     out['mIoU'] = float(out.pop('metrics')['mIoU'])
     return out
@@ -310,7 +313,8 @@ def finetune_det(ckpt: str, seed: int, budget: dict, sets: dict,
     cfg.train_dataloader.batch_size = budget['det_batch']
     cfg.val_dataloader.batch_size = 8
     cfg.val_evaluator.ann_file = sets['coco_val_ann']
-    cfg = _common(cfg, work_dir, seed, budget['det_iters'], quiet)
+    cfg = _common(cfg, work_dir, seed, budget['det_iters'], budget['lr'],
+                  quiet)
     out = _train_eval(cfg)
     metrics = out.pop('metrics')
     for key in ('bbox_mAP', 'segm_mAP', 'bbox_mAP_50', 'segm_mAP_50'):
@@ -321,7 +325,6 @@ def finetune_det(ckpt: str, seed: int, budget: dict, sets: dict,
 # -------------------------------------------------------------------- report
 def markdown(summary: Dict[str, dict], settings: dict) -> str:
     """The results table: mean ± std over seeds."""
-
     lines = ['| method | mIoU (%) | AP^box (%) | AP^mask (%) |',
              '|---|---:|---:|---:|']
     for method, stats in summary.items():
@@ -339,7 +342,7 @@ def markdown(summary: Dict[str, dict], settings: dict) -> str:
         'benchmarks/fashion_mnist/run.py. UperNet: '
         f"{s['seg_iters']} iterations of {s['seg_batch']}; Mask R-CNN: "
         f"{s['det_iters']} iterations of {s['det_batch']}; AdamW lr "
-        f"{OPTIM['lr']}, layer decay as the configs, 10% warm-up then "
+        f"{s['lr']}, layer decay as the configs, 10% warm-up then "
         'cosine, identical for every method. mIoU over 11 classes '
         '(background included); AP = COCO mAP@[.5:.95].',
     ]
@@ -377,6 +380,9 @@ def parse_args(argv=None):
                 'seg_batch', 'det_iters', 'det_batch'):
         parser.add_argument('--' + key.replace('_', '-'), type=int,
                             help='override the preset')
+    parser.add_argument('--lr', type=float,
+                        help=f"fine-tuning lr of both tasks (default "
+                        f"{OPTIM['lr']})")
     parser.add_argument('--threads', type=int, default=1,
                         help='torch intra-op threads (default 1: on a machine '
                         'shared with other jobs more threads can be far '
@@ -397,12 +403,14 @@ def main(argv=None) -> dict:
 
 def _main(args) -> dict:
     preset = 'smoke' if args.smoke else 'quick' if args.quick else 'full'
-    budget = copy.deepcopy(PRESETS[preset])
+    budget = dict(copy.deepcopy(PRESETS[preset]), lr=OPTIM['lr'])
     for key in list(budget):
         if getattr(args, key, None) is not None:
             budget[key] = getattr(args, key)
     if min(budget['num_train'], budget['num_val']) < 1:
         raise ValueError('--num-train and --num-val must be positive.')
+    if not budget['lr'] > 0:
+        raise ValueError(f"--lr must be positive, got {budget['lr']}.")
     pre_budget = dict(cls_bench.PRESETS[budget['pretrain']])
     if 'pretrain_images' in budget:
         pre_budget['pretrain_images'] = budget['pretrain_images']
@@ -436,8 +444,8 @@ def _main(args) -> dict:
     settings = dict(
         preset=preset, **budget, methods=methods, tasks=args.tasks,
         pretrain_budget=pre_budget, reuse_dirs=list(reuse),
-        optim=dict(OPTIM, optimizer='AdamW', seg_layer_decay=0.65,
-                   det_layer_decay=0.75, drop_path=0.1),
+        optim=dict(OPTIM, lr=budget['lr'], optimizer='AdamW',
+                   seg_layer_decay=0.65, det_layer_decay=0.75, drop_path=0.1),
         input='grayscale (1 channel), mean 72.94, std 90.02',
         seg='UperNet, MultiLevelNeck scales 1..1/8 (strides 4..32), 96 ch, '
         f'ViT taps {SEG_OUT_INDICES}, whole-image inference',
