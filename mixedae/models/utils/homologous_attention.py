@@ -1,10 +1,116 @@
 """Homologous attention (HomoAtt): multi-head self-attention in which every
 query keeps only its top-k attention logits."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from mmpretrain.models.utils import MultiheadAttention
 from mmpretrain.registry import MODELS
+
+
+class _TopKAttention(torch.autograd.Function):
+    """``softmax(TopK(q k^T * scale)) v`` that keeps no (T, T) tensor for
+    backward.
+
+    Forward saves q, k, v (which the projections keep alive anyway) and the
+    k-th largest logit of every row, (B, h, T, 1); backward recomputes the
+    logits, the selection and the softmax from them, flash-attention style.
+    The recomputed logits are bit-identical to the forward's (same inputs,
+    same ops), so the selection and the gradients are exactly those of the
+    plain autograd graph (``topk_attention_reference``).
+
+    Precision follows what autocast does to the plain graph: logits, top-k
+    and ``attn @ v`` in the inputs' dtype, the softmax in fp32. Autocast is
+    switched off inside, the casts are explicit, so forward and backward
+    agree on CPU (bf16) and CUDA (fp16 / bf16) alike.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, topk: int, scale: float):
+        with torch.autocast(q.device.type, enabled=False):
+            logits = (q @ k.transpose(-2, -1)).mul_(scale)  # (B, h, T, T)
+            kth = _kth_largest(logits, topk)  # (B, h, T, 1)
+            attn = _masked_softmax_(logits, kth)  # fp32
+            out = attn.to(v.dtype) @ v  # (B, h, T, d)
+        ctx.save_for_backward(q, k, v, kth)
+        ctx.scale = scale
+        ctx.mark_non_differentiable(kth)
+        return out, kth
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_kth):
+        q, k, v, kth = ctx.saved_tensors
+        scale = ctx.scale
+        with torch.autocast(q.device.type, enabled=False):
+            attn = _masked_softmax_(
+                (q @ k.transpose(-2, -1)).mul_(scale), kth)  # (B, h, T, T)
+            grad_out = grad_out.to(v.dtype)
+            grad_v = attn.to(v.dtype).transpose(-2, -1) @ grad_out
+            grad_attn = (grad_out @ v.transpose(-2, -1)).float()
+            # dropped keys have attn = 0, so they get no gradient
+            grad_logits = torch._softmax_backward_data(
+                grad_attn, attn, -1, torch.float32).mul_(scale).to(q.dtype)
+            del attn, grad_attn
+            grad_q = grad_logits @ k
+            grad_k = grad_logits.transpose(-2, -1) @ q
+        return grad_q, grad_k, grad_v, None, None
+
+
+def _masked_softmax_(logits: torch.Tensor,
+                     kth: torch.Tensor) -> torch.Tensor:
+    """fp32 softmax over the logits at or above ``kth`` (row-wise), the
+    others dropped; overwrites ``logits``.
+
+    Subtracting ``kth`` first lets one in-place ``threshold_`` do the
+    masking (no boolean (T, T) tensor, one pass fewer): with IEEE gradual
+    underflow ``a - b`` is 0 exactly when ``a == b`` and negative exactly
+    when ``a < b``, so ``x > -s`` (s, the dtype's smallest subnormal) keeps
+    exactly the logits ``>= kth``. The shift does not change the softmax.
+    """
+    info = torch.finfo(logits.dtype)
+    smallest_subnormal = info.tiny * info.eps
+    x = F.threshold_(logits.sub_(kth), -smallest_subnormal, float('-inf'))
+    return x.softmax(dim=-1, dtype=torch.float32)
+
+
+def _kth_largest(logits: torch.Tensor, topk: int) -> torch.Tensor:
+    """(..., T) -> (..., 1): the ``topk``-th largest value of every row,
+    ties counted."""
+    if topk == logits.shape[-1]:
+        return logits.amin(dim=-1, keepdim=True)
+    return logits.topk(topk, dim=-1, sorted=False).values.amin(
+        dim=-1, keepdim=True)
+
+
+def topk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   topk: int,
+                   scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Homologous attention's core, memory-lean (:class:`_TopKAttention`).
+
+    Args:
+        q, k, v (Tensor): (B, h, T, d).
+        topk (int): keys kept per query; ties at the k-th logit are kept.
+        scale (float): logit scale, ``d ** -0.5``.
+
+    Returns:
+        tuple: ``(out, kth)``, the (B, h, T, d) output and the (B, h, T, 1)
+        k-th largest logit of every query (detached).
+    """
+    return _TopKAttention.apply(q, k, v, topk, scale)
+
+
+def topk_attention_reference(q, k, v, topk: int, scale: float,
+                             dropout: float = 0.) -> torch.Tensor:
+    """The same attention with the plain autograd graph, which keeps the
+    selection and the softmax ((B, h, T, T) each) for backward. Used when
+    attention dropout is on, and by the tests as the reference."""
+    logits = (q @ k.transpose(-2, -1)).mul_(scale)
+    with torch.no_grad():  # the selection itself carries no gradient
+        drop = logits < _kth_largest(logits, topk)
+    attn = logits.masked_fill(drop, float('-inf')).softmax(dim=-1)
+    if dropout > 0:
+        attn = torch.dropout(attn, dropout, True)
+    return attn @ v
 
 
 @MODELS.register_module()
@@ -19,25 +125,31 @@ class HomologousAttention(MultiheadAttention):
     feature-extraction path).
 
     Ties at the k-th largest logit are all kept (they have measure zero for
-    real-valued logits).
+    real-valued logits). The top-k core keeps no tensor of the attention
+    map's size for backward (:func:`topk_attention`), except with
+    ``attn_drop > 0``, which takes the plain autograd path.
 
-    When ``forward`` also receives ``source_ids``, the homologous precision
-    of the selection (the share of kept keys that come from the query's own
-    source, over patch queries) is stored, detached, in
-    ``self.homologous_precision``.
+    Diagnostics, off by default so that training keeps no extra tensor and
+    never waits for the device:
 
-    For visualisation, setting ``record_keep = True`` on an instance makes
-    every top-k forward store its boolean (B, h, T, T) selection, detached,
-    in ``self.keep_mask`` (off by default: training keeps no extra tensor).
+    * ``record_precision = True``: a top-k forward given ``source_ids``
+      stores the homologous precision of its selection (the share of kept
+      keys that come from the query's own source, over patch queries),
+      detached, in ``self.homologous_precision``; otherwise it is None.
+    * ``record_keep = True``: a top-k forward stores its boolean
+      (B, h, T, T) selection, detached, in ``self.keep_mask``.
     """
 
+    record_precision: bool = False
     record_keep: bool = False
     keep_mask: Optional[torch.Tensor] = None
+    homologous_precision: Optional[torch.Tensor] = None
 
     def forward(self,
                 x: torch.Tensor,
                 topk: Optional[int] = None,
-                source_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+                source_ids: Optional[torch.Tensor] = None,
+                qk_segments: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             x (Tensor): (B, T, C) tokens.
@@ -45,32 +157,48 @@ class HomologousAttention(MultiheadAttention):
                 attention (PyTorch's fused kernel).
             source_ids (Tensor, optional): (B, T) source slot of each token,
                 negative for tokens of no source (the cls token).
+            qk_segments (Tensor, optional): (G, C) segment embeddings added
+                to the inputs of the query and key projections only (not to
+                the values or the residual stream): token t gets row
+                ``source_ids[t]``, tokens of no source nothing. Needs
+                ``source_ids``.
         """
-        B, T, _ = x.shape
+        self.homologous_precision = None
         if topk is None:
-            self.homologous_precision = None
             return super().forward(x)
 
-        qkv = self.qkv(x).reshape(B, T, 3, self.num_heads,
-                                  self.head_dims).permute(2, 0, 3, 1, 4)
+        B, T, _ = x.shape
+        qkv = self.qkv(x)  # (B, T, 3C)
+        if qk_segments is not None:
+            # project the G segment rows, not the B*T tokens: (G, 2C)
+            C = self.embed_dims
+            seg = F.linear(qk_segments.to(qkv.dtype), self.qkv.weight[:2 * C])
+            seg = torch.cat((seg.new_zeros(1, 2 * C), seg))  # row 0: none
+            qk = qkv[..., :2 * C] + seg[source_ids.clamp(min=-1) + 1]
+            qkv = torch.cat((qk, qkv[..., 2 * C:]), dim=-1)
+        qkv = qkv.reshape(B, T, 3, self.num_heads,
+                          self.head_dims).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, h, T, d)
-        # scaling the logits in place is safe: matmul's backward needs only
-        # q and k
-        logits = (q @ k.transpose(-2, -1)).mul_(self.head_dims**-0.5)
-        with torch.no_grad():  # the selection itself carries no gradient
-            kth = logits.topk(topk, dim=-1, sorted=False).values.amin(
-                dim=-1, keepdim=True)  # (B, h, T, 1) k-th largest logit
-            drop = logits < kth  # (B, h, T, T)
-        if self.record_keep:  # visualisation only
-            self.keep_mask = ~drop
-        attn = logits.masked_fill(drop, float('-inf')).softmax(dim=-1)
+        scale = self.head_dims**-0.5
         if self.training and self.attn_drop > 0:
-            attn = torch.dropout(attn, self.attn_drop, True)
-        x = (attn @ v).transpose(1, 2).reshape(B, T, self.embed_dims)
-
-        self.homologous_precision = None if source_ids is None else \
-            homologous_precision(~drop, source_ids)
-
+            out = topk_attention_reference(q, k, v, topk, scale,
+                                           self.attn_drop)
+            kth = None
+        else:
+            out, kth = topk_attention(q, k, v, topk, scale)
+        if self.record_keep or (self.record_precision
+                                and source_ids is not None):
+            with torch.no_grad():  # diagnostics: recompute the selection
+                logits = (q @ k.transpose(-2, -1)).mul_(scale)
+                if kth is None:
+                    kth = _kth_largest(logits, topk)
+                keep = logits >= kth  # (B, h, T, T)
+            if self.record_keep:
+                self.keep_mask = keep
+            if self.record_precision and source_ids is not None:
+                self.homologous_precision = homologous_precision(
+                    keep, source_ids)
+        x = out.transpose(1, 2).reshape(B, T, self.embed_dims)
         x = self.proj(x)
         x = self.out_drop(self.gamma1(self.proj_drop(x)))
         if self.v_shortcut:
@@ -83,6 +211,9 @@ def homologous_precision(keep: torch.Tensor,
                          source_ids: torch.Tensor) -> torch.Tensor:
     """Share of the kept keys of patch queries that share the query's source.
 
+    Computed with masked sums only (no boolean indexing), so it never waits
+    for the device.
+
     Args:
         keep (Tensor): (B, h, T, T) bool, kept keys per query.
         source_ids (Tensor): (B, T) source of each token, < 0 for tokens of
@@ -94,4 +225,4 @@ def homologous_precision(keep: torch.Tensor,
     same &= is_patch[:, :, None]
     homologous = (keep & same[:, None]).sum(dim=(1, 3))  # (B, T)
     kept = keep.sum(dim=(1, 3))  # (B, T)
-    return homologous[is_patch].sum().float() / kept[is_patch].sum()
+    return (homologous * is_patch).sum().float() / (kept * is_patch).sum()
