@@ -116,7 +116,7 @@ def test_homo_layers_subset_and_none():
 
 
 def test_no_homocon_and_no_segment_embed():
-    cfg = tiny_cfg(use_segment_embed=False)
+    cfg = tiny_cfg(segment_embed=None)
     cfg['head']['homocon_loss'] = None
     model = MODELS.build(cfg)
     assert not hasattr(model.backbone, 'segment_embed')

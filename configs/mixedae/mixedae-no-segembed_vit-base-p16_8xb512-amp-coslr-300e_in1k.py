@@ -1,4 +1,4 @@
 # Ablation: no segment embedding.
 _base_ = './mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
-model = dict(backbone=dict(use_segment_embed=False))
+model = dict(backbone=dict(segment_embed=None))

@@ -8,7 +8,7 @@ model = dict(
         patch_size=16,
         mix_ratio=0.25,
         num_views=1,
-        use_segment_embed=True,
+        segment_embed='tokens',
         homo_layers='all',
         homo_topk=None),  # None: K = mix_ratio * num_patches
     neck=dict(

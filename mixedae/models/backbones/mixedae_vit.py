@@ -36,13 +36,23 @@ class MixedAEViT(MAEViT):
             visible budget per source as MAE's 75% masking.
         num_views (int): V, mixed views per group (MixedAE-Full for V > 1),
             in [1, G]. Defaults to 1.
-        use_segment_embed (bool): add the per-slot segment embedding.
-            Defaults to True.
+        segment_embed (str, optional): where the learnable per-slot
+            segment embedding goes: ``'tokens'`` adds it to every patch
+            token at the input (MixMIM's mix embedding, our reading of the
+            paper), ``'attention'`` adds it only to the query and key
+            inputs of the homologous-attention layers (it steers the top-k
+            selection but never enters the residual stream, so the output
+            features carry no source label), None for none. See
+            ``docs/homologous_recognition.md``. Defaults to ``'tokens'``.
         homo_layers (str | Sequence[int]): layers using homologous attention:
             ``'all'`` or a list of indices (``[]`` for none, the naive mixing
             baseline). Defaults to ``'all'``.
         homo_topk (int, optional): keys kept per query; defaults to
             K = r * N, one source's patch count.
+        homocon_layer (int): the layer whose output patch tokens are
+            returned for HomoCon: -1 (or the last index) for the encoder's
+            final, normalised output; an earlier index for that layer's
+            raw output. Defaults to -1.
     """
 
     def __init__(self,
@@ -60,9 +70,10 @@ class MixedAEViT(MAEViT):
                  layer_cfgs: dict = dict(),
                  mix_ratio: float = 0.25,
                  num_views: int = 1,
-                 use_segment_embed: bool = True,
+                 segment_embed: Optional[str] = 'tokens',
                  homo_layers: Union[str, Sequence[int]] = 'all',
                  homo_topk: Optional[int] = None,
+                 homocon_layer: int = -1,
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
         for name, size in (('img_size', img_size), ('patch_size', patch_size)):
             if not isinstance(size, int):
@@ -99,8 +110,12 @@ class MixedAEViT(MAEViT):
                 f'(G = 1 / mix_ratio), got {num_views!r}.')
         self.num_views = num_views
 
-        self.use_segment_embed = use_segment_embed
-        if use_segment_embed:
+        if segment_embed not in self.SEGMENT_EMBED_MODES:
+            raise ValueError(
+                f'`segment_embed` must be one of '
+                f'{self.SEGMENT_EMBED_MODES}, got {segment_embed!r}.')
+        self.segment_embed_mode = segment_embed
+        if segment_embed is not None:
             self.segment_embed = nn.Parameter(
                 torch.zeros(self.group_size, self.embed_dims))
 
@@ -113,8 +128,21 @@ class MixedAEViT(MAEViT):
             raise ValueError(
                 f'`homo_topk` must be an int in [1, {num_tokens}] (the '
                 f'tokens per mixed image, N + cls), got {homo_topk!r}.')
+        if segment_embed == 'attention' and not self.homo_layers:
+            raise ValueError(
+                "`segment_embed`='attention' enters the homologous-attention "
+                'layers only, and `homo_layers` is empty: use None.')
         for i in self.homo_layers:
             self.layers[i].attn = self._homologous_like(self.layers[i].attn)
+        if not (isinstance(homocon_layer, int)
+                and -self.num_layers <= homocon_layer < self.num_layers):
+            raise ValueError(
+                f'`homocon_layer` must be a layer index in '
+                f'[-{self.num_layers}, {self.num_layers}), got '
+                f'{homocon_layer!r}.')
+        self.homocon_layer = homocon_layer % self.num_layers
+
+    SEGMENT_EMBED_MODES = ('tokens', 'attention', None)
 
     def _parse_homo_layers(self, homo_layers) -> List[int]:
         if homo_layers == 'all':
@@ -149,7 +177,7 @@ class MixedAEViT(MAEViT):
 
     def init_weights(self) -> None:
         super().init_weights()
-        if self.use_segment_embed:
+        if self.segment_embed_mode is not None:
             trunc_normal_(self.segment_embed, std=.02)
 
     def forward(
@@ -165,14 +193,17 @@ class MixedAEViT(MAEViT):
                 False for plain ViT features (the parent's outputs).
 
         Returns:
-            tuple: with mixing, ``(latent, masks)``: latent (Q*V, 1+N, D)
-            tokens of the mixed images (cls first), and the (Q, V, N) mixing
-            masks (see :mod:`mixedae.utils.mixing`).
+            tuple: with mixing, ``(latent, masks, homocon_feats)``: latent
+            (Q*V, 1+N, D) tokens of the mixed images (cls first), the
+            (Q, V, N) mixing masks (see :mod:`mixedae.utils.mixing`) and the
+            (Q*V, N, D) patch tokens for HomoCon (``homocon_layer``).
         """
         if not mask:
             return super(MAEViT, self).forward(x)
         masks = self.draw_masks(x)
-        return self.encode_mixed(x, masks), masks
+        latent, homocon_feats = self.encode_mixed(
+            x, masks, return_homocon_feats=True)
+        return latent, masks, homocon_feats
 
     def draw_masks(self, x: torch.Tensor) -> torch.Tensor:
         """Check the batch and draw its (Q, V, N) mixing masks."""
@@ -191,14 +222,22 @@ class MixedAEViT(MAEViT):
         return random_mixing_masks(B // self.group_size, self.num_patches,
                                    self.group_size, self.num_views, x.device)
 
-    def encode_mixed(self, x: torch.Tensor,
-                     masks: torch.Tensor) -> torch.Tensor:
-        """Mix ``x`` by ``masks`` and encode: (Q*V, 1+N, D)."""
+    def encode_mixed(
+        self,
+        x: torch.Tensor,
+        masks: torch.Tensor,
+        return_homocon_feats: bool = False
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Mix ``x`` by ``masks`` and encode: (Q*V, 1+N, D); with
+        ``return_homocon_feats`` also the (Q*V, N, D) patch tokens of
+        ``homocon_layer``."""
         slots = masks.flatten(0, 1)  # (Q*V, N) source slot per patch
         x = mix_images(x, masks, self.patch_size)  # (Q*V, C, H, W)
         x = self.patch_embed(x)[0] + self.pos_embed[:, 1:]
-        if self.use_segment_embed:
+        if self.segment_embed_mode == 'tokens':
             x = x + self.segment_embed[slots]
+        qk_segments = (self.segment_embed
+                       if self.segment_embed_mode == 'attention' else None)
         cls_token = self.cls_token + self.pos_embed[:, :1]
         x = torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
 
@@ -209,11 +248,26 @@ class MixedAEViT(MAEViT):
             if isinstance(layer.attn, HomologousAttention):
                 # TransformerEncoderLayer.forward with top-k attention
                 x = x + layer.attn(
-                    layer.ln1(x), topk=self.homo_topk, source_ids=source_ids)
+                    layer.ln1(x),
+                    topk=self.homo_topk,
+                    source_ids=source_ids,
+                    qk_segments=qk_segments)
                 x = layer.ffn(layer.ln2(x), identity=x)
             else:
                 x = layer(x)
-        return self.ln1(x) if self.final_norm else x
+            if i == self.homocon_layer:
+                feats = x[:, 1:]
+        x = self.ln1(x) if self.final_norm else x
+        if not return_homocon_feats:
+            return x
+        return x, x[:, 1:] if self.homocon_layer == len(self.layers) - 1 \
+            else feats
+
+    def record_precision(self, enabled: bool = True) -> None:
+        """Make the next mixed forwards compute the homologous precision
+        of every homologous-attention layer (off: no cost, no host sync)."""
+        for i in self.homo_layers:
+            self.layers[i].attn.record_precision = enabled
 
     def homologous_precision(self) -> Dict[str, torch.Tensor]:
         """Precision of the last mixed forward's top-k selection, per

@@ -1,5 +1,9 @@
 """Homologous contrastive loss (HomoCon)."""
+import math
+from typing import Optional
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
@@ -7,35 +11,77 @@ from mmpretrain.registry import MODELS
 
 @MODELS.register_module()
 class HomologousContrastiveLoss(BaseModule):
-    """Supervised-contrastive loss over the patches of each mixed image.
+    """Supervised-contrastive loss over the patches of mixed images.
 
-    For every patch of a mixed image, the other patches from the same source
-    are positives and the patches from other sources negatives; similarity
-    is cosine over ``temperature``:
+    For every patch, the other patches from the same source are positives;
+    similarity is cosine over ``temperature``:
 
         L = mean_j  -1/|P(j)| sum_{p in P(j)}
-                    log( exp(s_jp / t) / sum_{a != j} exp(s_ja / t) ).
+                    log( exp(s_jp / t) / sum_{a in A(j)} exp(s_ja / t) ),
+
+    with A(j) the candidates: the other patches of the same mixed image
+    (``negatives='image'``, the patches of the other sources are the
+    negatives) or of every mixed image of the batch (``negatives='batch'``:
+    the same slot of another group is a negative too, so the segment
+    embedding alone cannot solve it).
 
     It is a regulariser next to the reconstruction loss
-    (``L = L_rec + loss_weight * L_homocon``). The defaults
-    ``temperature=0.25`` and ``loss_weight=0.1`` are this toolbox's choice:
-    the slides do not give them.
+    (``L = L_rec + loss_weight * L_homocon``). The defaults are this
+    toolbox's choice: the slides give none.
+
+    With K patches per source the loss cannot go below ``ln(K - 1)`` (all
+    the softmax mass spread evenly over the K - 1 positives, whichever the
+    negatives); :meth:`floor` gives it, weighted.
 
     Args:
         temperature (float): softmax temperature. Defaults to 0.25.
         loss_weight (float): lambda. Defaults to 0.1.
+        negatives (str): ``'image'`` or ``'batch'``, see above. Defaults to
+            ``'image'``.
+        projector (dict, optional): a 2-layer MLP applied to the features
+            first (``in_channels``, ``hid_channels``, ``out_channels``), as
+            contrastive methods put between the encoder and the loss; None
+            for none. It is part of the head, so it is dropped with it at
+            conversion. Defaults to None.
     """
 
-    def __init__(self, temperature: float = 0.25, loss_weight: float = 0.1):
-        super().__init__()
+    NEGATIVES = ('image', 'batch')
+
+    def __init__(self,
+                 temperature: float = 0.25,
+                 loss_weight: float = 0.1,
+                 negatives: str = 'image',
+                 projector: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
         if temperature <= 0:
             raise ValueError(
                 f'`temperature` must be positive, got {temperature}.')
         if loss_weight < 0:
             raise ValueError(
                 f'`loss_weight` must be non-negative, got {loss_weight}.')
+        if negatives not in self.NEGATIVES:
+            raise ValueError(f'`negatives` must be one of {self.NEGATIVES}, '
+                             f'got {negatives!r}.')
         self.temperature = temperature
         self.loss_weight = loss_weight
+        self.negatives = negatives
+        self.projector = None
+        if projector is not None:
+            keys = {'in_channels', 'hid_channels', 'out_channels'}
+            if set(projector) != keys:
+                raise ValueError(f'`projector` needs exactly the keys '
+                                 f'{sorted(keys)}, got {sorted(projector)}.')
+            self.projector = nn.Sequential(
+                nn.Linear(projector['in_channels'],
+                          projector['hid_channels']), nn.GELU(),
+                nn.Linear(projector['hid_channels'],
+                          projector['out_channels']))
+
+    def floor(self, patches_per_source: int) -> float:
+        """The weighted loss's lower bound, ``loss_weight * ln(K - 1)``
+        (0 for K = 1)."""
+        return self.loss_weight * math.log(max(patches_per_source - 1, 1))
 
     def forward(self, feats: torch.Tensor,
                 source_ids: torch.Tensor) -> torch.Tensor:
@@ -47,6 +93,15 @@ class HomologousContrastiveLoss(BaseModule):
         Returns:
             Tensor: the weighted scalar loss.
         """
+        if self.projector is not None:
+            feats = self.projector(feats)
+        if self.negatives == 'batch':
+            # one sequence of all S*N patches; (image, slot) is the source
+            S, N = source_ids.shape
+            source_ids = source_ids + N * torch.arange(
+                S, device=source_ids.device).view(S, 1)
+            feats, source_ids = feats.reshape(1, S * N, -1), \
+                source_ids.reshape(1, S * N)
         N = feats.shape[1]
         # in fp32 even under AMP: the similarities are sharpened by 1 / t
         with torch.autocast(device_type=feats.device.type, enabled=False):
