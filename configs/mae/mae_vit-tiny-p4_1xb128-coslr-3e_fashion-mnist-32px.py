@@ -47,5 +47,8 @@ model = dict(
         dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)
     ])
 
-# the mixing visualisation belongs to MixedAE
+# the mixing visualisation and the logging hook belong to MixedAE; mmengine's
+# default log processing (MAE logs every iteration)
 custom_hooks = []
+log_processor = dict(
+    _delete_=True, type='LogProcessor', window_size=10, by_epoch=True)

@@ -3,7 +3,7 @@
 # r = 0.25 (G = 4, K = 16); a few minutes on 2 cores. Leaves the log, the
 # checkpoints and, per group, the sources, the mixed image and each source's
 # reconstruction in work_dirs/.../vis/.
-_base_ = ['../_base_/default_runtime.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/mixedae_runtime.py']
 
 model = dict(
     type='MixedAE',
@@ -24,7 +24,7 @@ model = dict(
         patch_cfg=dict(in_channels=1),
         mix_ratio=0.25,
         num_views=1,
-        use_segment_embed=True,
+        segment_embed='tokens',
         homo_layers='all',
         homo_topk=None),
     neck=dict(
@@ -111,9 +111,11 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
 custom_hooks = [
+    dict(type='MixedAEHook'),  # sync-free logging, recognition warnings
     dict(type='MixingVisualizationHook', num_images=16, interval=1, zoom=4),
     dict(type='ThroughputHook'),  # img_per_sec in the log
     dict(type='RNGStateHook'),  # RNG states in checkpoints
+    dict(type='ResumeConfigCheckHook'),  # no resume under a changed config
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, diff_rank_seed=True)

@@ -1,5 +1,7 @@
+from .mixedae_hook import MixedAEHook
 from .mixing_visualization_hook import MixingVisualizationHook
+from .resume_config_check_hook import ResumeConfigCheckHook
 from .rng_state_hook import RNGStateHook
 from .throughput_hook import ThroughputHook
 
-__all__ = ['MixingVisualizationHook', 'RNGStateHook', 'ThroughputHook']
+__all__ = ['MixedAEHook', 'MixingVisualizationHook', 'ResumeConfigCheckHook', 'RNGStateHook', 'ThroughputHook']
