@@ -20,7 +20,8 @@ from mixedae.engine.hooks.mixing_visualization_hook import \
     write_attention_pictures
 from mixedae.models.utils import homologous_precision
 from mixedae.utils.visualization import (QUERY_COLOR, SOURCE_COLORS,
-                                         attention_keys_grid, pick_queries,
+                                         SWATCH, attention_keys_grid,
+                                         label_attention_grid, pick_queries,
                                          recording_keep_masks)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -32,6 +33,23 @@ SMALL = dict(
     embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
 SMALL_NECK = dict(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
                   decoder_num_heads=2)
+
+
+def check_labelled(img, rows, cols, cell, num_sources):
+    """``img`` (RGB) is an R x C attention grid of ``cell`` px cells under
+    a legend of exactly the G source colours and the query outline, right
+    of a margin with a label beside every row; returns the grid."""
+    top, left = img.shape[0] - rows * cell, img.shape[1] - cols * cell
+    assert top > 0 and left > 0, img.shape
+    pixels = img[:top].reshape(-1, 3)
+    for s, colour in enumerate(SOURCE_COLORS):
+        n = (pixels == colour).all(axis=1).sum()
+        assert (n >= SWATCH**2) == (s < num_sources), (s, n)
+    assert (pixels == QUERY_COLOR).all(axis=1).sum() >= 4 * (SWATCH - 2)
+    for r in range(rows):  # dark text beside each row
+        assert (img[top + r * cell:top + (r + 1) * cell, :left] < 100).any()
+    assert (img[top:, :left] > 250).mean() > .5  # mostly white
+    return img[top:, left:]
 
 
 def test_attention_keys_grid_colours():
@@ -66,6 +84,36 @@ def test_attention_keys_grid_colours():
     assert (grid[:pad] == 255).all()  # white padding
 
 
+def test_label_attention_grid_names_rows_and_colours():
+    mixed = np.full((32, 32, 1), 200, np.uint8)  # 4x4 patches of 8 px
+    slots = np.arange(16) % 2  # G = 2
+    weights = np.zeros((3, 16, 16), np.float32)
+    labels = ['layer 0', 'layer 1', 'layer 11']
+    grid = attention_keys_grid(mixed, slots, weights, np.array([0, 1]), 8,
+                               zoom=1)
+    pic = label_attention_grid(grid, labels, num_sources=2)
+    cell = 32 + 4
+    assert grid.shape == (3 * cell, 3 * cell, 3)
+    # the grid, unchanged, in the bottom-right corner
+    assert np.array_equal(check_labelled(pic, 3, 3, cell, 2), grid)
+    # each row its own label: 'layer 0' and 'layer 1' differ in the margin
+    top, left = pic.shape[0] - grid.shape[0], pic.shape[1] - grid.shape[1]
+    band = [pic[top + r * cell:top + (r + 1) * cell, :left] for r in range(3)]
+    assert not np.array_equal(band[0], band[1])
+    # labels have a fixed size: the margin does not grow with the zoom
+    zoomed = attention_keys_grid(mixed, slots, weights, np.array([0, 1]), 8,
+                                 zoom=4)
+    pic4 = label_attention_grid(zoomed, labels, num_sources=2)
+    assert pic4.shape[1] - zoomed.shape[1] == left
+    check_labelled(pic4, 3, 3, 32 * 4 + 4, 2)
+    # a picture narrower than one legend entry still shows the whole legend
+    tiny = attention_keys_grid(mixed[:8, :8], slots[:1], weights[:, :1, :1],
+                               np.array([0]), 8, zoom=1)
+    check_labelled(label_attention_grid(tiny, labels, 8), 3, 2, 12, 8)
+    with pytest.raises(ValueError, match='5 row labels'):
+        label_attention_grid(grid, labels + ['x', 'y'], 2)
+
+
 def test_pick_queries_one_per_source():
     slots = torch.tensor([2, 0, 1, 3, 0, 2, 1, 3])
     q = pick_queries(slots, torch.Generator().manual_seed(0))
@@ -78,6 +126,7 @@ def test_recording_keep_masks(tiny_model):
     backbone(x)  # training path: records nothing
     assert all(backbone.layers[i].attn.keep_mask is None
                for i in backbone.homo_layers)
+    backbone.record_precision()  # to compare with the recorded keys
     with recording_keep_masks(backbone) as keeps:
         masks = backbone.draw_masks(x)
         backbone.encode_mixed(x, masks)
@@ -105,12 +154,18 @@ def test_write_attention_pictures(tiny_model, tmp_path):
     assert [osp.basename(f) for f in files] == [
         'attention_group_0_view_0.png', 'attention_group_1_view_0.png'
     ]
-    # rows: layers; columns: answer key + one query per source
-    assert mmcv.imread(files[0]).shape == (2 * cell, 5 * cell, 3)
+    # rows: layers; columns: answer key + one query per source; labelled
+    plain = write_attention_pictures(out, keeps, tiny_model, str(tmp_path),
+                                     zoom=3, prefix='plain_', labels=False)
+    assert mmcv.imread(plain[0]).shape == (2 * cell, 5 * cell, 3)
+    grid = check_labelled(mmcv.imread(files[0], channel_order='rgb'), 2, 5,
+                          cell, 4)
+    assert np.array_equal(grid, mmcv.imread(plain[0], channel_order='rgb'))
     files = write_attention_pictures(out, keeps, tiny_model, str(tmp_path),
                                      queries=[0, 15], layers=[1],
                                      per_head=True, zoom=3, prefix='h_')
-    assert mmcv.imread(files[0]).shape == (2 * cell, 3 * cell, 3)  # 2 heads
+    # 2 heads: one row each
+    check_labelled(mmcv.imread(files[0], channel_order='rgb'), 2, 3, cell, 4)
     with pytest.raises(ValueError, match='layers'):
         write_attention_pictures(out, keeps, tiny_model, str(tmp_path),
                                  layers=[5])
@@ -152,8 +207,9 @@ def test_hook_pictures_and_tensorboard(tmp_path):
 
     vis = tmp_path / 'vis' / 'epoch_1'
     assert (vis / 'group_0.png').exists()
-    assert mmcv.imread(str(vis / 'attention_group_0_view_0.png')).shape == (
-        2 * 36, 5 * 36, 3)  # 2 layers x (answer key + 4 queries), zoom 1
+    # 2 layers x (answer key + 4 queries), zoom 1
+    check_labelled(mmcv.imread(str(vis / 'attention_group_0_view_0.png'),
+                               channel_order='rgb'), 2, 5, 36, 4)
 
     events = glob.glob(str(tmp_path / '*' / 'vis_data' / 'events.out.*'))
     assert len(events) == 1
@@ -200,7 +256,7 @@ def test_vis_mixing_script(tmp_path, monkeypatch):
     ]
     cell = 32 * 2 + 4
     # 2 layers x 2 heads, answer key + 3 queries
-    assert mmcv.imread(attn[0]).shape == (4 * cell, 4 * cell, 3)
+    check_labelled(mmcv.imread(attn[0], channel_order='rgb'), 4, 4, cell, 4)
 
     # a clear error, in process (no second interpreter start-up)
     spec = importlib.util.spec_from_file_location('vis_mixing', script)

@@ -1,7 +1,8 @@
 """Pictures of mixing, reconstruction and homologous-attention keys."""
 from contextlib import contextmanager
-from typing import List
+from typing import List, Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -148,3 +149,80 @@ def attention_keys_grid(mixed: np.ndarray,
                    constant_values=255)
     R, Qc, h, w, _ = cells.shape
     return cells.transpose(0, 2, 1, 3, 4).reshape(R * h, Qc * w, 3)
+
+
+# Labels are drawn at a fixed size, independent of the zoom, so that they
+# stay legible on small pictures and small on large ones.
+LABEL_FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABEL_SCALE = 0.4
+LABEL_PAD = 4  # px around labels and legend entries
+LEGEND_LINE = 18  # px per line of the legend
+SWATCH = 12  # px, side of a legend colour square
+
+
+def _text_size(text: str) -> tuple:
+    return cv2.getTextSize(text, LABEL_FONT, LABEL_SCALE, 1)[0]
+
+
+def _put_text(img: np.ndarray, text: str, x: int, y_mid: int) -> None:
+    """Black text starting at column ``x``, centred on row ``y_mid``."""
+    cv2.putText(img, text, (x, y_mid + _text_size(text)[1] // 2),
+                LABEL_FONT, LABEL_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def label_attention_grid(grid: np.ndarray, row_labels: Sequence[str],
+                         num_sources: int) -> np.ndarray:
+    """Add row labels and a colour legend to an :func:`attention_keys_grid`
+    picture.
+
+    A left margin names each row (e.g. ``'layer 3'``); a legend strip on
+    top shows each source slot's colour (``'source s'``, s < num_sources)
+    and the query outline (``'query'``), wrapped over as many lines as the
+    width needs. Both have a fixed size in pixels, whatever the zoom.
+
+    Args:
+        grid (ndarray): (R * cell, W, 3) uint8 RGB picture of R rows.
+        row_labels (Sequence[str]): R labels, top to bottom.
+        num_sources (int): G, the number of source slots.
+
+    Returns:
+        ndarray: (legend + R * cell, margin + W, 3) uint8 RGB, with
+        ``grid`` unchanged in its bottom-right corner.
+    """
+    gh, gw = grid.shape[:2]
+    R = len(row_labels)
+    if R == 0 or gh % R:
+        raise ValueError(f'{R} row labels for a picture {gh} px high.')
+    entries = [(f'source {s}', SOURCE_COLORS[s % len(SOURCE_COLORS)], True)
+               for s in range(num_sources)] + [('query', QUERY_COLOR, False)]
+    widths = [SWATCH + LABEL_PAD + _text_size(t)[0] + 2 * LABEL_PAD
+              for t, _, _ in entries]
+    margin = max(_text_size(t)[0] for t in row_labels) + 2 * LABEL_PAD
+    # widen the margin when even one legend entry is wider than the picture
+    margin = max(margin, LABEL_PAD + max(widths) - gw)
+    width = margin + gw
+    rows, x = [[]], LABEL_PAD
+    for entry, w in zip(entries, widths):
+        if x + w > width and rows[-1]:
+            rows.append([])
+            x = LABEL_PAD
+        rows[-1].append((x, *entry))
+        x += w
+    legend = len(rows) * LEGEND_LINE + LABEL_PAD
+    canvas = np.full((legend + gh, width, 3), 255, np.uint8)
+    canvas[legend:, margin:] = grid
+    for i, row in enumerate(rows):
+        y = LABEL_PAD + i * LEGEND_LINE + (LEGEND_LINE - SWATCH) // 2
+        for x, text, colour, filled in row:
+            box = canvas[y:y + SWATCH, x:x + SWATCH]
+            if filled:
+                box[:] = colour
+            else:  # the query outline, on grey: yellow on white is faint
+                box[:] = 128
+                box[:2], box[-2:], box[:, :2], box[:, -2:] = (colour, ) * 4
+            _put_text(canvas, text, x + SWATCH + LABEL_PAD,
+                      y + SWATCH // 2)
+    cell = gh // R
+    for r, text in enumerate(row_labels):
+        _put_text(canvas, text, LABEL_PAD, legend + r * cell + cell // 2)
+    return canvas

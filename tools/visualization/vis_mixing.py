@@ -16,8 +16,10 @@ seeded), mixes them in groups of G and writes
   per query patch (outlined in yellow; ``--queries``, default one random
   patch per source): the keys its top-k attention keeps, tinted by their
   source's colour, the tint strength the share of heads keeping the key
-  (``--per-head`` for one row per layer and head). Mostly the query's own
-  colour = good homologous recognition.
+  (``--per-head`` for one row per layer and head). Rows are labelled on
+  the left (``layer i`` / ``layer i head h``), a legend on top gives each
+  source's colour and the query outline. Mostly the query's own colour =
+  good homologous recognition.
 
 and prints the homologous precision per layer on these images.
 """
@@ -94,12 +96,24 @@ def main():
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     set_random_seed(args.seed)
 
+    # As mmengine's Runner does: a top-level `data_preprocessor` (the
+    # mmpretrain convention of the ImageNet / COCO configs) is the model's
+    # unless the model names its own.
+    if cfg.get('data_preprocessor') is not None:
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = MODELS.build(cfg.model)
     if not (hasattr(model, 'reconstruct')
             and hasattr(model.backbone, 'group_size')):
         raise TypeError(f'CONFIG {args.config} builds a '
                         f'{type(model).__name__}; vis_mixing.py needs a '
                         'MixedAE model (a MixedAEViT backbone).')
+    pre = model.data_preprocessor
+    if not (hasattr(pre, 'mean') and hasattr(pre, 'std')):
+        raise TypeError(
+            f'CONFIG {args.config}: the model\'s data preprocessor is a '
+            f'{type(pre).__name__}, without the mean and std needed to show '
+            'images; set `model.data_preprocessor` or a top-level '
+            '`data_preprocessor` (e.g. SelfSupDataPreprocessor).')
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     model.to(args.device).eval()
     G = model.backbone.group_size
@@ -115,6 +129,7 @@ def main():
     data = default_collate([
         dataset[i] for i in range(args.start, args.start + args.num_images)
     ])
+    model.backbone.record_precision()  # printed below
     with torch.no_grad(), recording_keep_masks(model.backbone) as keeps:
         inputs = model.data_preprocessor(data)['inputs']
         out = model.reconstruct(inputs)

@@ -8,11 +8,13 @@ import mmcv
 import numpy as np
 import torch
 from mmengine.dataset import default_collate
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from ...utils.visualization import (attention_keys_grid, mixing_grids,
+from ...utils.visualization import (attention_keys_grid,
+                                    label_attention_grid, mixing_grids,
                                     pick_queries, recording_keep_masks,
                                     to_uint8)
 
@@ -25,7 +27,8 @@ class MixingVisualizationHook(Hook):
     ``{work_dir}/vis/epoch_{n}/group_{q}.png``; with ``attention=True``
     also, per mixed view, which keys the homologous attention keeps for one
     query patch per source (``attention_group_{q}_view_{v}.png``, see
-    :func:`write_attention_pictures`).
+    :func:`write_attention_pictures`). Only rank 0 draws and writes: every
+    rank would write the same files.
 
     Args:
         num_images (int): images to show; a multiple of the group size G.
@@ -50,6 +53,10 @@ class MixingVisualizationHook(Hook):
         self.attention = attention
 
     def after_train_epoch(self, runner) -> None:
+        # the model's forward here has no collective, so the other ranks
+        # need not wait for rank 0
+        if not is_main_process():
+            return
         if self.is_last_train_epoch(runner) or (
                 self.interval and self.every_n_epochs(runner, self.interval)):
             # runner.epoch counts finished epochs only after this hook
@@ -104,9 +111,12 @@ def write_attention_pictures(out: dict,
                              per_head: bool = False,
                              zoom: int = 4,
                              seed: int = 0,
-                             prefix: str = 'attention_') -> list:
+                             prefix: str = 'attention_',
+                             labels: bool = True) -> list:
     """Save, per mixed image, which keys each query keeps in each layer
-    (:func:`attention_keys_grid`), as ``{prefix}group_{q}_view_{v}.png``.
+    (:func:`attention_keys_grid`), as ``{prefix}group_{q}_view_{v}.png``,
+    with the rows labelled and a legend of the source colours
+    (:func:`label_attention_grid`).
 
     Args:
         out (dict): ``model.reconstruct`` output (``mixed``, ``masks``).
@@ -119,6 +129,8 @@ def write_attention_pictures(out: dict,
         per_head (bool): one row per layer and head instead of one row per
             layer with the keys' weights averaged over heads (the share of
             heads keeping each key).
+        labels (bool): row labels (``layer i`` or ``layer i head h``) and
+            the colour legend. Defaults to True.
 
     Returns:
         list[str]: the files written.
@@ -139,8 +151,11 @@ def write_attention_pictures(out: dict,
     keep = torch.stack([keeps[i][:, :, 1:, 1:] for i in layers]).float()
     if per_head:
         weights = keep.transpose(0, 1).flatten(1, 2)  # (Q*V, L*h, N, N)
+        row_labels = [f'layer {i} head {h}' for i in layers
+                      for h in range(keep.shape[2])]
     else:
         weights = keep.mean(dim=2).transpose(0, 1)  # (Q*V, L, N, N)
+        row_labels = [f'layer {i}' for i in layers]
     generator = torch.Generator().manual_seed(seed)
     V = out['masks'].shape[1]
     files = []
@@ -150,6 +165,9 @@ def write_attention_pictures(out: dict,
         grid = attention_keys_grid(mixed[m], slots[m].numpy(),
                                    weights[m].cpu().numpy(), qs.numpy(),
                                    model.backbone.patch_size, zoom)
+        if labels:
+            grid = label_attention_grid(grid, row_labels,
+                                        model.backbone.group_size)
         path = osp.join(out_dir, f'{prefix}group_{m // V}_view_{m % V}.png')
         mmcv.imwrite(np.ascontiguousarray(grid[..., ::-1]), path)  # BGR
         files.append(path)
