@@ -38,20 +38,27 @@ $(VENV)/.stamp-package: $(VENV)/.stamp-mmcv requirements/mminstall.txt \
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
-# Fashion-MNIST from Debian's dataset-fashion-mnist (installed when missing
-# and we may), else mmpretrain's download.
-data: $(DATA)/.stamp
-$(DATA)/.stamp: $(VENV)/.stamp-package tools/dataset_converters/prepare_fashion_mnist.py
+# Fashion-MNIST into $(DATA) (`make demo DATA=DIR` trains on DIR) from
+# Debian's dataset-fashion-mnist (installed when missing and run as root),
+# else an error saying how to get it. No stamp: the script checks the files
+# on every run (four stat calls) and prepares only what is missing.
+data: $(VENV)/.stamp-package
 	$(PY) tools/dataset_converters/prepare_fashion_mnist.py --out-dir $(DATA)
-	touch $@
 
 test: venv data
 	$(PY) -m pytest tests -q
 
 demo: venv data
-	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) \
+		--cfg-options train_dataloader.dataset.data_root=$(DATA)
+	$(PY) tools/analysis_tools/plot_training_curves.py \
+		"$$(ls -t $(DEMO_WORK_DIR)/*/vis_data/scalars.json | head -n 1)" \
+		--out $(DEMO_WORK_DIR)/training_curves.png --title 'make demo'
 	$(PY) tools/visualization/vis_mixing.py $(DEMO_CONFIG) \
-		"$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" --out-dir $(DEMO_WORK_DIR)/vis_attention
+		"$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" --out-dir $(DEMO_WORK_DIR)/vis_attention \
+		--cfg-options train_dataloader.dataset.data_root=$(DATA)
 
+# the default data folder only: `make clean DATA=...` must not delete a
+# folder of the user's
 clean:
-	rm -rf $(VENV) $(DATA) work_dirs
+	rm -rf $(VENV) data/fashion_mnist work_dirs
