@@ -1,3 +1,6 @@
 from .homologous_attention import HomologousAttention, homologous_precision
+from .pretrained_init import CheckedPretrainedInit
 
-__all__ = ['HomologousAttention', 'homologous_precision']
+__all__ = [
+    'CheckedPretrainedInit', 'HomologousAttention', 'homologous_precision'
+]

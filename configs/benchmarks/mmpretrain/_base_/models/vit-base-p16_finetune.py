@@ -9,6 +9,9 @@
 # (tools/model_converters/mixedae2vit.py): its keys are already plain
 # `VisionTransformer` keys, so no `prefix` (mmpretrain's MAE configs use
 # prefix='backbone.' because they load the raw pre-training checkpoint).
+# mixedae's `Pretrained` (mixedae/models/utils/pretrained_init.py) also
+# takes a raw pre-training or official MAE checkpoint, converting it on
+# load, and stops if any encoder tensor is missing (`ln2` starts fresh).
 # The checkpoint is a placeholder (mmpretrain leaves ''), worded so that a
 # run that forgets it stops with "<...> can not be found" saying what to set:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
