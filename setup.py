@@ -23,7 +23,9 @@ setup(
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
-    packages=find_packages(exclude=('configs', 'tools', 'tests', 'benchmarks')),
+    packages=find_packages(
+        exclude=('configs', 'tools', 'tests', 'benchmarks', 'projects',
+                 'projects.*')),
     python_requires='>=3.8',
     install_requires=parse_requirements('requirements/runtime.txt'),
     extras_require={

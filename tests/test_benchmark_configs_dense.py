@@ -22,6 +22,10 @@ FMNIST = osp.join(ROOT, 'data', 'fashion_mnist')
 SEG_CONFIG = osp.join(
     ROOT, 'configs/benchmarks/mmsegmentation',
     'upernet_vit-base-p16_mixedae-pre_8xb2-amp-160k_ade20k-512x512.py')
+# the mmseg recipe the ADE20K config follows
+MAE_RECIPE = osp.join(
+    osp.dirname(importlib.util.find_spec('mmseg').origin),
+    '.mim/configs/mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py')
 DET_CONFIG = osp.join(
     ROOT, 'configs/benchmarks/mmdetection',
     'mask-rcnn_vit-base-p16_mixedae-pre_fpn_8xb2-amp-ms-1x_coco.py')
@@ -150,22 +154,146 @@ def _det_dataset(dense_sets):
         metainfo=_compose_module().COCO_METAINFO)
 
 
+def _plain(path):
+    """A config file as a plain dict, without mmengine's ``_scope_`` marks
+    (added to everything inherited through ``mmseg::``)."""
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k != '_scope_'}
+        if isinstance(x, (list, tuple)):
+            return type(x)(strip(v) for v in x)
+        return x
+
+    return strip(Config.fromfile(path).to_dict())
+
+
+def test_upernet_config_is_mmseg_mae_recipe_but_the_named_parts():
+    """Every setting but the backbone, the weights, the AMP wrapper and the
+    layer-decay constructor (the differences the config names) is the
+    recipe's."""
+    ours, recipe = _plain(SEG_CONFIG), _plain(MAE_RECIPE)
+    assert set(ours) - set(recipe) == {'custom_imports', 'pretrained',
+                                       'fresh_keys'}
+    for key in set(recipe) - {'model', 'optim_wrapper'}:
+        assert ours[key] == recipe[key], key
+    ours_model, recipe_model = ours['model'], recipe['model']
+    for key in set(recipe_model) | set(ours_model):
+        if key not in ('backbone', 'pretrained'):
+            assert ours_model[key] == recipe_model[key], key
+    assert ours_model['neck'] == dict(
+        type='Feature2Pyramid', embed_dim=768, rescales=[4, 2, 1, 0.5])
+    assert ours_model['pretrained'] is None
+    assert ours['optim_wrapper'] == dict(
+        recipe['optim_wrapper'], type='AmpOptimWrapper',
+        constructor='ViTLayerDecayOptimWrapperConstructor',
+        paramwise_cfg=dict(layer_decay_rate=0.65, flat_decay_mult=0.0))
+    mae, vit = recipe_model['backbone'], ours_model['backbone']
+    assert mae['type'] == 'MAE' and vit['type'] == 'mmpretrain.BEiTViT'
+    assert mae['init_values'] == vit['layer_scale_init_value'] == 1.0
+    assert mae['out_indices'] == vit['out_indices'] == [3, 5, 7, 11]
+    assert mae['drop_path_rate'] == vit['drop_path_rate'] == 0.1
+    assert mae['norm_cfg'] == vit['norm_cfg']
+    assert tuple(mae['img_size']) == (vit['img_size'], ) * 2
+
+
+def test_upernet_backbone_is_the_recipes_mae_on_one_checkpoint(tmp_path):
+    """Our backbone and mmseg's MAE (each built from its config, shrunk to 4
+    layers of 64 dims), initialised by their own ``init_weights`` from one
+    converted 32-px ViT checkpoint: the same tensors, except the relative
+    position bias tables' init (difference 2), and the same features."""
+    from mmpretrain.models import VisionTransformer
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+    from mmseg.registry import MODELS as SEG_MODELS
+    arch = dict(embed_dims=64, num_layers=4, num_heads=2,
+                feedforward_channels=256)
+    torch.manual_seed(0)
+    vit = VisionTransformer(
+        arch=arch, img_size=32, patch_size=16, final_norm=True)
+    with torch.no_grad():  # as if trained: nothing at its init value
+        for param in vit.parameters():
+            param.add_(torch.randn_like(param) * 0.1)
+    ckpt = str(tmp_path / 'vit.pth')
+    torch.save(dict(state_dict=vit.state_dict()), ckpt)
+
+    cfg = Config.fromfile(SEG_CONFIG).model.backbone
+    cfg.update(arch=arch, img_size=64, out_indices=[0, 1, 2, 3])
+    cfg.init_cfg.checkpoint = ckpt
+    recipe_cfg = Config.fromfile(MAE_RECIPE).model.backbone
+    recipe_cfg.update(img_size=(64, 64), embed_dims=64, num_layers=4,
+                      num_heads=2, out_indices=[0, 1, 2, 3],
+                      init_cfg=dict(type='Pretrained', checkpoint=ckpt))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        ours = PRETRAIN_MODELS.build(cfg)
+    with DefaultScope.overwrite_default_scope('mmseg'):  # mmseg's MAE
+        recipe = SEG_MODELS.build(recipe_cfg)
+    for model in (ours, recipe):
+        model.init_weights()
+    a, b = ours.state_dict(), recipe.state_dict()
+    assert set(a) == set(b)
+    tables = {k for k in a if k.endswith('relative_position_bias_table')}
+    assert len(tables) == 4
+    for key in set(a) - tables:
+        assert torch.equal(a[key], b[key]), key
+    for key in tables:  # mmseg: zeros; mmpretrain: trunc-normal std 0.02
+        assert not b[key].any() and 0.01 < a[key].std() < 0.03, key
+    assert all((a[f'layers.{i}.gamma_{j}'] == 1).all() for i in range(4)
+               for j in (1, 2))
+    assert a['pos_embed'].shape == (1, 17, 64)  # 2x2 grid resized to 4x4
+    ours.load_state_dict(b)  # the recipe's zero tables: same network
+    ours.eval(), recipe.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for f, g in zip(ours(x), recipe(x), strict=True):
+            assert f.shape == (2, 64, 4, 4)
+            torch.testing.assert_close(f, g, rtol=0, atol=1e-5)
+
+
 def test_upernet_config_model_decay_and_pipeline(dense_sets):
     cfg, model, DATASETS = _build(SEG_CONFIG)
-    assert type(model.backbone).__name__ == 'VisionTransformer'
-    assert type(model.neck).__name__ == 'MultiLevelNeck'
-    assert model.neck.scales == [4, 2, 1, 0.5]
+    assert type(model.backbone).__name__ == 'BEiTViT'
+    assert type(model.neck).__name__ == 'Feature2Pyramid'
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'
     assert cfg.train_cfg.max_iters == 160000
     assert cfg.val_evaluator.type == 'IoUMetric'
-    # mmseg's own layer-decay constructor does not know mmpretrain's ViT
-    # (the reason for ViTLayerDecayOptimWrapperConstructor)
-    with pytest.raises(NotImplementedError):
-        build_optim_wrapper(model, dict(
-            optimizer=dict(type='AdamW', lr=1e-4),
-            constructor='LayerDecayOptimizerConstructor',
-            paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.65)))
-    _assert_layer_decay(cfg, model, 0.65)
+    # the recipe's own model (mmseg's MAE backbone): same parameters, and
+    # our optimizer gives each the lr and weight decay that the recipe's
+    # (LayerDecayOptimizerConstructor) gives it in the recipe's model
+    recipe = Config.fromfile(MAE_RECIPE)
+    recipe.model.pretrained = None
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    recipe_model = MODELS.build(recipe.model)
+    assert {k: p.shape for k, p in model.named_parameters()} == {
+        k: p.shape for k, p in recipe_model.named_parameters()}
+    wrapper_cfg = cfg.optim_wrapper.copy()
+    assert wrapper_cfg.pop('type') == 'AmpOptimWrapper'  # needs a GPU
+
+    def lr_and_decay(model, wrapper):
+        groups = build_optim_wrapper(model, wrapper).optimizer.param_groups
+        return {name: (g['lr'], g['weight_decay']) for g in groups
+                for name in g.get('param_names', [g.get('param_name')])}
+
+    ours = lr_and_decay(model, dict(wrapper_cfg, type='OptimWrapper'))
+    assert ours == lr_and_decay(recipe_model, recipe.optim_wrapper)
+    assert len(ours) == sum(1 for _ in model.parameters())
+    lr, wd = 1e-4, 0.05
+    # mmseg's rule: layer i at 0.65 ** (12 - i), the stem at 0.65 ** 13,
+    # neck and heads at lr; no decay for 1-d tensors (norms, biases, layer
+    # scales) but decay for pos_embed / cls_token (its name check compares
+    # 'pos_embed' with 'backbone.pos_embed')
+    for name, scale, decay in (
+            ('backbone.pos_embed', 0.65**13, wd),
+            ('backbone.cls_token', 0.65**13, wd),
+            ('backbone.patch_embed.projection.bias', 0.65**13, 0),
+            ('backbone.layers.0.attn.qkv.weight', 0.65**12, wd),
+            ('backbone.layers.0.gamma_1', 0.65**12, 0),
+            ('backbone.layers.5.attn.relative_position_bias_table',
+             0.65**7, wd),
+            ('backbone.layers.11.ln2.weight', 1 * 0.65, 0),
+            ('neck.upsample_4x.0.weight', 1, wd),
+            ('decode_head.conv_seg.weight', 1, wd)):
+        assert ours[name] == (pytest.approx(lr * scale), decay), name
     # the real train pipeline on composed (64-px) images -> 512 crops
     data = _pipeline_batch(cfg, DATASETS, _seg_dataset(dense_sets), 2)
     assert all(max(i.shape[1:]) <= 512 for i in data['inputs'])

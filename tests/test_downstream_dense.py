@@ -97,12 +97,15 @@ class _BackboneSnapshot(Hook):
         }
 
 
-def _assert_loaded(snapshot, state):
-    assert set(snapshot) == set(state), (
-        'missing', set(state) - set(snapshot), 'unexpected',
-        set(snapshot) - set(state))
-    for key, value in state.items():
-        assert torch.equal(snapshot[key], value), key
+def _assert_loaded(snapshot, state, fresh=(), unused=()):
+    """Every checkpoint tensor but ``unused`` is in the backbone as saved;
+    only ``fresh`` backbone keys are not from the checkpoint."""
+    assert set(snapshot) - set(state) == set(fresh), (
+        'not in the checkpoint', set(snapshot) - set(state))
+    assert set(state) - set(snapshot) == set(unused), (
+        'not used', set(state) - set(snapshot))
+    for key in set(state) - set(unused):
+        assert torch.equal(snapshot[key], state[key]), key
 
 
 def _assert_trained(runner, iters):
@@ -185,10 +188,10 @@ def test_upernet_transfer_end_to_end(dense_sets, converted, tmp_path):
     model.backbone.update(
         arch=ARCH4, img_size=IMG, patch_size=PATCH, out_indices=(0, 1, 2, 3))
     model.backbone.init_cfg.checkpoint = ckpt
-    model.neck.update(in_channels=[64] * 4, out_channels=32)
+    model.neck.update(embed_dim=64)  # Feature2Pyramid keeps the channels
     model.decode_head.update(
-        in_channels=[32] * 4, channels=32, num_classes=11)
-    model.auxiliary_head.update(in_channels=32, channels=16, num_classes=11)
+        in_channels=[64] * 4, channels=32, num_classes=11)
+    model.auxiliary_head.update(in_channels=64, channels=16, num_classes=11)
     model.data_preprocessor.size = (IMG, IMG)
     model.test_cfg.update(crop_size=(IMG, IMG), stride=(42, 42))
     # the composed set: background is class 0 (not ignored), 10 items
@@ -220,7 +223,15 @@ def test_upernet_transfer_end_to_end(dense_sets, converted, tmp_path):
     runner.register_hook(snapshot)
     runner.train()
     _assert_trained(runner, 6)
-    _assert_loaded(snapshot.state, state)
+    # BEiTViT as mmseg's MAE: layer scale and relative position bias are
+    # new, the encoder's final norm is not used (final_norm=False)
+    fresh = {f'layers.{i}.{key}' for i in range(ARCH4['num_layers'])
+             for key in ('gamma_1', 'gamma_2',
+                         'attn.relative_position_bias_table',
+                         'attn.relative_position_index')}
+    _assert_loaded(snapshot.state, state, fresh=fresh,
+                   unused={'ln1.weight', 'ln1.bias'})
+    assert all((snapshot.state[k] == 1).all() for k in fresh if 'gamma' in k)
     # layer decay reached the optimiser: deeper layers, larger lr
     groups = runner.optim_wrapper.optimizer.param_groups
     scale = {g['param_name']: g['lr_scale'] for g in groups}

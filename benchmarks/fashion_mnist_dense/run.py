@@ -162,11 +162,13 @@ def _set(pipeline: List[dict], type_: str, **kwargs):
         t.update(kwargs)
 
 
-def _backbone(ckpt: str, img: int, out_indices) -> dict:
+def _backbone(cfg, ckpt: str, img: int, out_indices) -> dict:
+    """The config's backbone shrunk to the tiny ViT, loading ``ckpt``
+    with the config's init (and its ``allow_missing`` fresh keys)."""
     return dict(
         arch=copy.deepcopy(ARCH), img_size=img, patch_size=PATCH,
         patch_cfg=dict(in_channels=1), out_indices=out_indices,
-        init_cfg=dict(type='Pretrained', checkpoint=ckpt))
+        init_cfg=dict(cfg.model.backbone.init_cfg, checkpoint=ckpt))
 
 
 def _common(cfg, work_dir: str, seed: int, iters: int, lr: float,
@@ -224,11 +226,13 @@ def finetune_seg(ckpt: str, seed: int, budget: dict, sets: dict,
     img = budget['canvas_size']
     cfg = Config.fromfile(osp.join(ROOT, SEG_CONFIG))
     model = cfg.model
-    model.backbone.update(_backbone(ckpt, img, SEG_OUT_INDICES))
+    model.backbone.update(_backbone(cfg, ckpt, img, SEG_OUT_INDICES))
     d, ch = ARCH['embed_dims'], 96
     # stride-4 patch map: scales 1 .. 1/8 keep the config's strides 4 .. 32
-    model.neck.update(in_channels=[d] * 4, out_channels=ch,
-                      scales=[1, 0.5, 0.25, 0.125])
+    # the config's Feature2Pyramid (4, 2, 1, 0.5) cannot make the 1/8
+    # scale that this stride-4 map needs: mmseg's MultiLevelNeck can
+    model.neck = dict(type='MultiLevelNeck', in_channels=[d] * 4,
+                      out_channels=ch, scales=[1, 0.5, 0.25, 0.125])
     ncls = len(compose.SEG_METAINFO['classes'])
     model.decode_head.update(in_channels=[ch] * 4, channels=ch,
                              num_classes=ncls)
@@ -272,7 +276,8 @@ def finetune_det(ckpt: str, seed: int, budget: dict, sets: dict,
     img = budget['canvas_size']
     cfg = Config.fromfile(osp.join(ROOT, DET_CONFIG))
     model = cfg.model
-    model.backbone.update(_backbone(ckpt, img, (ARCH['num_layers'] - 1, )))
+    model.backbone.update(
+        _backbone(cfg, ckpt, img, (ARCH['num_layers'] - 1, )))
     d, ch = ARCH['embed_dims'], 64
     # stride-4 patch map: the pyramid's scales 1 and 1/2 give strides 4 and
     # 8; FPN's extra levels (max-pool) give 16, 32, 64 for the anchors

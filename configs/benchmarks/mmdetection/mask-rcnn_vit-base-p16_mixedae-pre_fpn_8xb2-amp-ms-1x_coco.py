@@ -15,17 +15,20 @@
 # and the stride-64 level.
 #
 # Backbone checkpoint: tools/model_converters/mixedae2vit.py output, given
-# with `--cfg-options model.backbone.init_cfg.checkpoint=OUT.pth`; the
-# position embedding is resized to the 1024-px grid on load and
-# interpolated to each input's grid in the forward pass.
+# with `--cfg-options model.backbone.init_cfg.checkpoint=OUT.pth` (a raw
+# pre-training checkpoint is converted on load; a missing encoder tensor
+# stops the run: mixedae's `Pretrained`); the position embedding is resized
+# to the 1024-px grid on load and interpolated to each input's grid in the
+# forward pass.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
+# mixedae: its `Pretrained` initializer checks and converts the checkpoint
 custom_imports = dict(
-    imports=['mmpretrain.models', 'projects.dense_vit.dense_vit'],
+    imports=['mmpretrain.models', 'projects.dense_vit.dense_vit', 'mixedae'],
     allow_failed_imports=False)
 
 pretrained = 'pretrain/mixedae_vit-base-p16_backbone.pth'  # converted ckpt

@@ -1,87 +1,91 @@
 # UperNet + ViT-B/16 initialised from a MixedAE encoder, ADE20K 512x512,
-# 160k iterations at 8 GPUs x 2 images: the recipe of mmseg's
-# `mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py` (AdamW 1e-4,
-# wd 0.05, layer decay 0.65, 1.5k-iter warmup then poly, drop path 0.1,
-# AMP, slide inference), with mmpretrain's plain VisionTransformer in place
-# of mmseg's `MAE` backbone so the converted checkpoint loads with no key
-# renaming, and mmseg's MultiLevelNeck (scales 4, 2, 1, 0.5) as the
-# multi-level neck.
+# 160k iterations at 8 GPUs x 2 images: mmseg's MAE recipe,
+# `mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py`, inherited
+# whole: dataset and pipelines, Feature2Pyramid neck (rescales
+# [4, 2, 1, 0.5]), UPerHead + FCN auxiliary head, AdamW lr 1e-4 betas
+# (0.9, 0.999) wd 0.05, layer-wise lr decay 0.65, 1500 linear warm-up
+# iterations then poly, slide inference (512 crops, stride 341), checkpoints
+# and validation every 16k iterations. Only what follows is ours.
+#
+# Differences from the recipe, all of them:
+# 1. Backbone class: mmpretrain's `BEiTViT` set up as mmseg's `MAE` (ViT-B,
+#    absolute position embedding, a relative position bias per layer, layer
+#    scale initialised to 1.0, q/k/v biases, drop path 0.1, out_indices
+#    [3, 5, 7, 11], no final norm). Same parameter names and the same
+#    forward as mmseg's MAE (tests/test_benchmark_configs_dense.py), but it
+#    loads through the `Pretrained` initializer (mixedae's checked one) and
+#    resizes the position embedding in its load hook (224 -> 512 px,
+#    bicubic, as MAE does).
+# 2. Relative position bias tables start from mmpretrain's trunc-normal
+#    (std 0.02) init; mmseg's MAE starts them at 0. mmengine runs the
+#    children's init_weights before a Pretrained init_cfg, and no config
+#    setting reaches that order.
+# 3. AMP: `AmpOptimWrapper` with dynamic loss scaling, what mmseg's
+#    `train.py --amp` sets. The recipe's `fp16 = dict(loss_scale='dynamic')`
+#    (inherited, an mmseg 0.x key) is ignored by mmengine, so the recipe as
+#    written trains in fp32 unless `--amp` is given.
+# 4. Layer decay through ViTLayerDecayOptimWrapperConstructor instead of
+#    mmseg's LayerDecayOptimizerConstructor: the same lr and weight decay
+#    for every parameter (see optim_wrapper below).
+# 5. Weights: a MixedAE encoder instead of the MAE one.
 #
 # Backbone checkpoint: the output of
 #   python tools/model_converters/mixedae2vit.py PRETRAIN.pth OUT.pth
-# given with `--cfg-options model.backbone.init_cfg.checkpoint=OUT.pth`.
-# The 224-px position embedding is resized to 512 px on load.
-_base_ = [
-    'mmseg::_base_/models/upernet_mae.py',
-    'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
-]
+# (mmpretrain VisionTransformer keys), given with
+# `--cfg-options model.backbone.init_cfg.checkpoint=OUT.pth`.
+# Keys in the model but not in the checkpoint (fresh, as in the recipe;
+# `fresh_keys` below, declared in init_cfg.allow_missing):
+#   layers.{0..11}.gamma_1, layers.{0..11}.gamma_2 (layer scale, 1.0),
+#   layers.{0..11}.attn.relative_position_bias_table (see 2),
+#   layers.{0..11}.attn.relative_position_index (a fixed index buffer).
+# Checkpoint keys not used (as in the recipe, final_norm=False):
+#   ln1.weight, ln1.bias (the encoder's final LayerNorm).
+_base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
+# mixedae: its `Pretrained` initializer checks and converts the checkpoint
 custom_imports = dict(
-    imports=['mmpretrain.models', 'projects.dense_vit.dense_vit'],
+    imports=['mmpretrain.models', 'projects.dense_vit.dense_vit', 'mixedae'],
     allow_failed_imports=False)
 
 pretrained = 'pretrain/mixedae_vit-base-p16_backbone.pth'  # converted ckpt
-crop_size = (512, 512)
-data_preprocessor = dict(size=crop_size)
+fresh_keys = [
+    'layers.*.gamma_1', 'layers.*.gamma_2',
+    'layers.*.attn.relative_position_bias_table',
+    'layers.*.attn.relative_position_index'
+]
 model = dict(
-    data_preprocessor=data_preprocessor,
-    pretrained=None,
+    pretrained=None,  # the recipe's checkpoint path; ours: init_cfg
     backbone=dict(
         _delete_=True,
-        type='mmpretrain.VisionTransformer',
+        type='mmpretrain.BEiTViT',
         arch='b',
         img_size=512,
         patch_size=16,
-        out_indices=(3, 5, 7, 11),
-        out_type='featmap',  # (B, 768, 32, 32) per index, cls token dropped
+        out_indices=[3, 5, 7, 11],
         drop_path_rate=0.1,
-        final_norm=True,  # ln1 on the last output; keeps every ckpt key used
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    neck=dict(
-        _delete_=True,
-        type='MultiLevelNeck',
-        in_channels=[768, 768, 768, 768],
-        out_channels=768,
-        scales=[4, 2, 1, 0.5]),  # strides 4, 8, 16, 32
-    decode_head=dict(
-        in_channels=[768, 768, 768, 768], channels=768, num_classes=150),
-    auxiliary_head=dict(in_channels=768, num_classes=150),
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
+        bias=True,  # learnable q, k and v biases (mmseg MAE: bias=True)
+        norm_cfg=dict(type='LN', eps=1e-6),
+        final_norm=False,
+        out_type='featmap',  # (B, 768, 32, 32) per index, cls token dropped
+        with_cls_token=True,
+        use_abs_pos_emb=True,
+        use_rel_pos_bias=True,
+        use_shared_rel_pos_bias=False,
+        layer_scale_init_value=1.0,  # the recipe's init_values=1.0
+        interpolate_mode='bicubic',
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint=pretrained,
+            allow_missing=fresh_keys)))
 
-# mmseg's LayerDecayOptimizerConstructor picks its rule by the backbone's
-# class name (BEiT / MAE) and raises NotImplementedError for mmpretrain's
-# VisionTransformer; this constructor (projects/dense_vit) applies the same
-# decay to `backbone.layers.{i}` through the backbone's get_layer_depth.
+# The recipe's AdamW, and on every parameter the lr and weight decay of
+# its LayerDecayOptimizerConstructor (num_layers 12, decay 0.65: layer i at
+# lr x 0.65 ** (12 - i), stem at lr x 0.65 ** 13, neck and heads at lr; no
+# weight decay on 1-d tensors, weight decay on pos_embed, cls_token and the
+# relative position tables, as there), tested against it on the recipe's
+# own model. The depth comes from the backbone (projects/dense_vit), not
+# from `num_layers`, so a config shrunk to fewer layers keeps its meaning.
 optim_wrapper = dict(
-    _delete_=True,
-    type='AmpOptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    type='AmpOptimWrapper',  # dynamic loss scaling, its default
     constructor='ViTLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
-        layer_decay_rate=0.65,
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0),
-        }))
-
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-        end=1500),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=1500,
-        end=160000,
-        by_epoch=False)
-]
-
-# 8 GPUs x 2 images
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
+        _delete_=True, layer_decay_rate=0.65, flat_decay_mult=0.0))
