@@ -52,18 +52,57 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb128-coslr-3e_fashion-mnist-32px.py'
 MIXEDAE_CFG = ('configs/mixedae/'
                'mixedae_vit-tiny-p4_1xb128-coslr-3e_fashion-mnist-32px.py')
+
+
+def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
+             **homocon_keys) -> dict:
+    """Overrides of the MixedAE demo config that spell out every switch the
+    study varies, so a variant does not depend on the config's defaults."""
+    loss = dict(type='HomologousContrastiveLoss', temperature=0.25,
+                loss_weight=0.1, negatives='image', projector=None)
+    loss.update(homocon_keys.pop('loss', {}))
+    out = {
+        'model.backbone.segment_embed': segment_embed,
+        'model.backbone.homo_layers': homo_layers,
+        'model.backbone.homocon_layer': homocon_keys.pop('layer', -1),
+        'model.head.homocon_loss': loss if homocon else None,
+    }
+    assert not homocon_keys, homocon_keys
+    return out
+
+
 # method -> (pre-training config, config overrides)
 METHODS = {
     'MAE': (MAE_CFG, {}),
-    'naive mixing': (MIXEDAE_CFG, {
-        'model.backbone.homo_layers': [],
-        'model.head.homocon_loss': None
-    }),
-    'MixedAE w/o HomoCon': (MIXEDAE_CFG, {
-        'model.head.homocon_loss': None
-    }),
-    'MixedAE': (MIXEDAE_CFG, {}),
+    'naive mixing': (MIXEDAE_CFG, _mixedae(homo_layers=[], homocon=False)),
+    'MixedAE w/o HomoCon': (MIXEDAE_CFG, _mixedae(homocon=False)),
+    # our first reading of the paper: segment embedding on the tokens,
+    # HomoCon on the final features against the other sources of the image
+    'MixedAE': (MIXEDAE_CFG, _mixedae()),
 }
+# Diagnosis variants (docs/homologous_recognition.md): each changes one
+# thing of 'MixedAE' above; pre-trained and probed like the methods.
+VARIANTS = {
+    'no segment embedding': _mixedae(segment_embed=None),
+    'no segment embedding, no HomoCon': _mixedae(segment_embed=None,
+                                                 homocon=False),
+    'HomoAtt in layers 0-4': _mixedae(homo_layers=[0, 1, 2, 3, 4]),
+    'HomoAtt in layers 0-2': _mixedae(homo_layers=[0, 1, 2]),
+    'HomoCon lambda 0.03': _mixedae(loss=dict(loss_weight=0.03)),
+    'HomoCon lambda 0.3': _mixedae(loss=dict(loss_weight=0.3)),
+    'HomoCon tau 0.1': _mixedae(loss=dict(temperature=0.1)),
+    'HomoCon tau 1.0': _mixedae(loss=dict(temperature=1.0)),
+    'HomoCon before the last block': _mixedae(layer=4),
+    'HomoCon on a projector': _mixedae(loss=dict(projector=dict(
+        in_channels=192, hid_channels=512, out_channels=128))),
+    'HomoCon with batch negatives': _mixedae(loss=dict(negatives='batch')),
+    'segment embedding in attention': _mixedae(segment_embed='attention'),
+    'segment embedding in attention, no HomoCon': _mixedae(
+        segment_embed='attention', homocon=False),
+    'segment embedding in attention, batch negatives': _mixedae(
+        segment_embed='attention', loss=dict(negatives='batch')),
+}
+METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
 FLOOR = 'random init'
 METRICS = ('knn_top1', 'linear_top1', 'finetune_top1')
 
@@ -76,23 +115,31 @@ IMG_SIZE = 32
 # a pre-training iteration of 128 images ~0.38 s (MixedAE and MAE alike),
 # an evaluation of 2k + 1k frozen images with a 30-iteration fine-tune ~25 s.
 PRESETS = {
+    # The study (docs/homologous_recognition.md): the demo's schedule, 3
+    # epochs of the 60k images with the first one warm-up, 3 seeds; each
+    # (method, seed) is cached, so it completes across several sittings.
+    'study': dict(
+        seeds=[0, 1, 2], pretrain_images=None, epochs=3, batch_size=128,
+        warmup_fraction=1 / 3, eval_train_images=10000,
+        eval_test_images=10000, finetune_iters=200, finetune_batch_size=64,
+        linear_epochs=100),
     # 12 pre-trainings of one 60k epoch (468 iterations, 3.4-3.9 min each)
     # + 15 evaluations on the whole test set with 200 fine-tuning iterations
     # (~3.3 min each): 99 min measured on 2 idle cores.
     'full': dict(
         seeds=[0, 1, 2], pretrain_images=None, epochs=1, batch_size=128,
-        eval_train_images=10000, eval_test_images=10000, finetune_iters=200,
+        warmup_fraction=0.1, eval_train_images=10000, eval_test_images=10000, finetune_iters=200,
         finetune_batch_size=64, linear_epochs=100),
     # 1 seed: 4 pre-trainings of 200 iterations (~80 s each) + 5 short
     # evaluations (~25 s each): ~8 min measured.
     'quick': dict(
         seeds=[0], pretrain_images=12800, epochs=2, batch_size=128,
-        eval_train_images=2000, eval_test_images=1000, finetune_iters=30,
+        warmup_fraction=0.1, eval_train_images=2000, eval_test_images=1000, finetune_iters=30,
         finetune_batch_size=64, linear_epochs=100),
     # for the tests: seconds
     'smoke': dict(
         seeds=[0], pretrain_images=128, epochs=1, batch_size=32,
-        eval_train_images=200, eval_test_images=100, finetune_iters=3,
+        warmup_fraction=0.1, eval_train_images=200, eval_test_images=100, finetune_iters=3,
         finetune_batch_size=16, linear_epochs=5, finetune_images=256),
 }
 
@@ -274,19 +321,22 @@ def pretrain(method: str, seed: int, budget: dict, work_dir: str,
     iters = epochs * ((num or 60000) // bs)
     if iters < 1:
         raise ValueError(f'{num} pre-training images make no batch of {bs}.')
-    # the same schedule for every method: linear warm-up over the first 10%
-    # of the iterations, then cosine to 0
-    warm = max(1, round(0.1 * iters))
+    # the same schedule for every method: linear warm-up over the first
+    # `warmup_fraction` of the iterations (the demo config: 1 of 3 epochs),
+    # then cosine to 0
+    warm = max(1, round(budget.get('warmup_fraction', 0.1) * iters))
     cfg.param_scheduler = [
         dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
              end=warm),
         dict(type='CosineAnnealingLR', by_epoch=False, begin=warm,
              end=max(iters, warm + 1), eta_min=0.)
     ]
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=20)
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=epochs, max_keep_ckpts=1)
-    cfg.custom_hooks = []  # no pictures in a benchmark
+    # no pictures in a benchmark; MixedAE's logging hook stays
+    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', [])
+                        if h['type'] == 'MixedAEHook']
     cfg.randomness = dict(seed=seed, diff_rank_seed=True)
     start = time.perf_counter()
     runner = _runner(cfg, quiet)
@@ -295,9 +345,11 @@ def pretrain(method: str, seed: int, budget: dict, work_dir: str,
     runner.train()
     wall = time.perf_counter() - start
     ckpt = load_checkpoint_safely(osp.join(work_dir, f'epoch_{epochs}.pth'))
-    loss = _last_scalar(runner.log_dir, 'loss')
+    scalars = osp.join(runner.log_dir, 'vis_data', 'scalars.json')
     return dict(vit=convert_to_vit(ckpt), seconds=timer.seconds,
-                wall_seconds=wall, iters=iters, final_loss=loss)
+                wall_seconds=wall, iters=iters,
+                final_loss=_last_scalar(runner.log_dir, 'loss'),
+                final_scalars=last_scalars(scalars), scalars=scalars)
 
 
 def random_init(seed: int) -> dict:
@@ -324,8 +376,21 @@ def _last_scalar(log_dir: str, key: str) -> Optional[float]:
     return values[-1] if values else None
 
 
+def last_scalars(path: str) -> dict:
+    """The last logged value of every training scalar of a run (losses,
+    per-layer homologous precision, ...)."""
+    out = {}
+    if osp.exists(path):
+        for record in map(json.loads, open(path)):
+            out.update(record)
+    for key in ('step', 'iter', 'epoch', 'lr', 'time', 'data_time', 'eta'):
+        out.pop(key, None)
+    return out
+
+
 def _slug(name: str) -> str:
-    return name.lower().replace(' ', '-').replace('/', '')
+    return ''.join(c if c.isalnum() or c in '.-' else '-'
+                   for c in name.lower().replace('/', ''))
 
 
 # ----------------------------------------------------------------- fine-tune
@@ -418,22 +483,28 @@ def finetune(vit_state: dict, seed: int, budget: dict, work_dir: str,
 
 # -------------------------------------------------------------------- driver
 def evaluate(vit_state: dict, seed: int, budget: dict, data: dict,
-             work_dir: str, data_root: str, quiet: bool) -> dict:
-    """k-NN, linear probe and fine-tune top-1 (%) of one encoder."""
+             work_dir: str, data_root: str, quiet: bool,
+             metrics: Sequence[str] = METRICS) -> dict:
+    """k-NN, linear probe and fine-tune top-1 (%) of one encoder (those of
+    them in ``metrics``)."""
     start = time.perf_counter()
-    encoder = build_encoder(vit_state)
-    (xtr, ytr), (xte, yte) = data['train'], data['test']
-    ftr, fte = extract(encoder, xtr), extract(encoder, xte)
-    res = dict(
-        knn_top1=top1(knn_classify(ftr, ytr, fte), yte),
-        linear_top1=top1(
-            linear_probe(ftr, ytr, fte, epochs=budget['linear_epochs'],
-                         seed=seed), yte))
+    res = {}
+    if {'knn_top1', 'linear_top1'} & set(metrics):
+        encoder = build_encoder(vit_state)
+        (xtr, ytr), (xte, yte) = data['train'], data['test']
+        ftr, fte = extract(encoder, xtr), extract(encoder, xte)
+        if 'knn_top1' in metrics:
+            res['knn_top1'] = top1(knn_classify(ftr, ytr, fte), yte)
+        if 'linear_top1' in metrics:
+            res['linear_top1'] = top1(
+                linear_probe(ftr, ytr, fte, epochs=budget['linear_epochs'],
+                             seed=seed), yte)
     frozen = time.perf_counter()
     res['frozen_eval_seconds'] = frozen - start
-    res['finetune_top1'] = finetune(vit_state, seed, budget, work_dir,
-                                    data_root, quiet)
-    res['finetune_seconds'] = time.perf_counter() - frozen
+    if 'finetune_top1' in metrics:
+        res['finetune_top1'] = finetune(vit_state, seed, budget, work_dir,
+                                        data_root, quiet)
+        res['finetune_seconds'] = time.perf_counter() - frozen
     res['eval_seconds'] = time.perf_counter() - start
     return res
 
@@ -459,6 +530,39 @@ def summarise(runs: List[dict], methods: Sequence[str],
     return out
 
 
+def paired_differences(runs: List[dict], methods: Sequence[str],
+                       keys: Sequence[str], baseline: str = 'MAE',
+                       confidence: float = 0.95) -> Dict[str, dict]:
+    """Per method and key: the mean over seeds of ``method - baseline`` on
+    the same seed, with a Student-t confidence interval (None for one
+    seed) and the seeds used. Seeds where either run lacks the key are
+    left out."""
+    from scipy import stats
+    base = {r['seed']: r for r in runs if r['method'] == baseline}
+    out = {}
+    for method in methods:
+        if method == baseline:
+            continue
+        for key in keys:
+            pairs = [(r['seed'], r[key] - base[r['seed']][key])
+                     for r in runs if r['method'] == method
+                     and r.get(key) is not None and r['seed'] in base
+                     and base[r['seed']].get(key) is not None]
+            if not pairs:
+                continue
+            diffs = [d for _, d in pairs]
+            mean, n = statistics.fmean(diffs), len(diffs)
+            half = None
+            if n > 1:
+                half = stats.t.ppf((1 + confidence) / 2, n - 1) * \
+                    statistics.stdev(diffs) / math.sqrt(n)
+            out.setdefault(method, {})[key] = dict(
+                mean=mean, ci=None if half is None else
+                [mean - half, mean + half], n=n,
+                seeds=[seed for seed, _ in pairs])
+    return out
+
+
 def format_stat(stat: Optional[dict], fmt: str = '{:.1f}') -> str:
     """A table cell: 'mean ± std', 'mean' for one seed, '–' for none."""
     if stat is None:
@@ -466,6 +570,16 @@ def format_stat(stat: Optional[dict], fmt: str = '{:.1f}') -> str:
     text = fmt.format(stat['mean'])
     if stat['std'] is not None:
         text += ' ± ' + fmt.format(stat['std'])
+    return text
+
+
+def format_diff(diff: Optional[dict]) -> str:
+    """A table cell: '+1.2 [+0.3, +2.1]' (mean and CI), '–' for none."""
+    if diff is None:
+        return '–'
+    text = f"{diff['mean']:+.1f}"
+    if diff['ci'] is not None:
+        text += ' [{:+.1f}, {:+.1f}]'.format(*diff['ci'])
     return text
 
 
@@ -478,19 +592,37 @@ def write_results(out_dir: str, table: str, **result) -> dict:
     return result
 
 
-def markdown(summary: Dict[str, dict], settings: dict) -> str:
-    """The results table: mean ± std over seeds."""
+def precision_cells(runs: List[dict], method: str,
+                    num_layers: int) -> List[str]:
+    """Mean over seeds of each layer's final homologous precision."""
+    cells = []
+    for i in range(num_layers):
+        vals = [r['final_scalars'][f'homo_prec_l{i}'] for r in runs
+                if r['method'] == method
+                and f'homo_prec_l{i}' in r.get('final_scalars', {})]
+        cells.append(f'{statistics.fmean(vals):.2f}' if vals else '–')
+    return cells
 
+
+def markdown(summary: Dict[str, dict], settings: dict,
+             diffs: Optional[Dict[str, dict]] = None,
+             runs: Sequence[dict] = ()) -> str:
+    """The results tables: mean ± std over seeds; the paired differences
+    against MAE with their confidence intervals; the final homologous
+    precision per layer."""
     seeds = settings['seeds']
+    metrics = [m for m in METRICS if m in settings.get('metrics', METRICS)]
+    names = dict(knn_top1='k-NN top-1 (%)', linear_top1='linear top-1 (%)',
+                 finetune_top1='fine-tune top-1 (%)')
     lines = [
-        '| method | pre-train time / run (s) | k-NN top-1 (%) | '
-        'linear top-1 (%) | fine-tune top-1 (%) |',
-        '|---|---:|---:|---:|---:|',
+        '| method | pre-train time / run (s) | ' +
+        ' | '.join(names[m] for m in metrics) + ' |',
+        '|---|---:|' + '---:|' * len(metrics),
     ]
     for method, stats in summary.items():
-        lines.append('| {} | {} | {} | {} | {} |'.format(
+        lines.append('| {} | {} | {} |'.format(
             method, format_stat(stats.get('pretrain_seconds'), '{:.0f}'),
-            *(format_stat(stats.get(k)) for k in METRICS)))
+            ' | '.join(format_stat(stats.get(k)) for k in metrics)))
     pre = settings['pretrain_images'] or 60000
     lines += [
         '',
@@ -505,7 +637,76 @@ def markdown(summary: Dict[str, dict], settings: dict) -> str:
         f"{settings['eval_test_images']} test images. Pre-train time: the "
         'training loop of one run (wall clock, this machine).',
     ]
+    if diffs:
+        conf = round(100 * settings.get('confidence', 0.95))
+        lines += [
+            '', f'Paired differences against MAE (same seed), mean '
+            f'[{conf}% CI, Student t]:', '',
+            '| method | seeds | ' + ' | '.join(
+                'Δ ' + names[m].replace(' (%)', '') for m in metrics) + ' |',
+            '|---|---|' + '---:|' * len(metrics)
+        ]
+        for method, d in diffs.items():
+            seeds_used = next(iter(d.values()))['seeds']
+            lines.append('| {} | {} | {} |'.format(
+                method, ' '.join(map(str, seeds_used)),
+                ' | '.join(format_diff(d.get(m)) for m in metrics)))
+    with_prec = [m for m in summary
+                 if any('homo_prec_l0' in r.get('final_scalars', {})
+                        for r in runs if r['method'] == m)]
+    if with_prec:
+        L = ENCODER['arch']['num_layers']
+        lines += [
+            '', 'Homologous precision per layer at the end of pre-training '
+            '(mean over seeds; chance 16/65 = 0.25), and the final HomoCon '
+            'loss:', '',
+            '| method | ' + ' | '.join(f'l{i}' for i in range(L)) +
+            ' | loss_homocon |', '|---|' + '---:|' * (L + 1)
+        ]
+        for method in with_prec:
+            vals = [r['final_scalars']['loss_homocon'] for r in runs
+                    if r['method'] == method
+                    and 'loss_homocon' in r.get('final_scalars', {})]
+            lines.append('| {} | {} | {} |'.format(
+                method, ' | '.join(precision_cells(runs, method, L)),
+                f'{statistics.fmean(vals):.4f}' if vals else '–'))
     return '\n'.join(lines) + '\n'
+
+
+def plot_differences(diffs: Dict[str, dict], metrics: Sequence[str],
+                     path: str, title: str) -> None:
+    """Bar chart of the paired differences against MAE with their CIs."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    methods = list(diffs)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.9 * len(methods), 3.6))
+    width = 0.8 / len(metrics)
+    labels = dict(knn_top1='k-NN', linear_top1='linear probe',
+                  finetune_top1='fine-tune')
+    for j, metric in enumerate(metrics):
+        xs, means, errs = [], [], [[], []]
+        for i, method in enumerate(methods):
+            d = diffs[method].get(metric)
+            if d is None:
+                continue
+            xs.append(i + (j - (len(metrics) - 1) / 2) * width)
+            means.append(d['mean'])
+            lo, hi = d['ci'] or (d['mean'], d['mean'])
+            errs[0].append(d['mean'] - lo)
+            errs[1].append(hi - d['mean'])
+        ax.bar(xs, means, width, yerr=errs, capsize=3,
+               label=labels[metric])
+    ax.axhline(0, color='black', linewidth=0.8)
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels([m.replace(', ', ',\n').replace(' (', '\n(')
+                        for m in methods], fontsize=8)
+    ax.set_ylabel('top-1 minus MAE (points)')
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def parse_args(argv=None):
@@ -513,18 +714,29 @@ def parse_args(argv=None):
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--study', action='store_true',
+                      help='the study: 3 seeds, 3 epochs of 60k (the demo '
+                      'schedule), every metric')
     mode.add_argument('--quick', action='store_true',
                       help='~10 min budget: 1 seed, a subset, short runs')
     mode.add_argument('--smoke', action='store_true',
                       help='seconds: a plumbing check for the tests')
     parser.add_argument('--seeds', type=int, nargs='+')
     parser.add_argument('--methods', nargs='+', choices=list(METHODS),
-                        default=list(METHODS))
+                        metavar='METHOD',
+                        default=['MAE', 'naive mixing', 'MixedAE w/o HomoCon',
+                                 'MixedAE'],
+                        help=f'any of {list(METHODS)}')
+    parser.add_argument('--metrics', nargs='+', choices=METRICS,
+                        default=list(METRICS))
     parser.add_argument('--no-floor', action='store_true',
                         help='skip the random-init encoder')
+    parser.add_argument('--report', action='store_true',
+                        help='train nothing: tables and plot from the '
+                        'cached runs in --out-dir')
     parser.add_argument('--out-dir',
-                        default=osp.join('work_dirs', 'benchmarks',
-                                         'fashion_mnist'))
+                        help='default work_dirs/benchmarks/fashion_mnist'
+                        '[_study]')
     parser.add_argument('--data-root',
                         default=osp.join(ROOT, 'data', 'fashion_mnist'))
     for key in ('pretrain_images', 'epochs', 'batch_size', 'finetune_images',
@@ -537,16 +749,43 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+# what a cached run must match to be reused
+CACHE_KEYS = ('pretrain_images', 'epochs', 'batch_size', 'warmup_fraction',
+              'finetune_images', 'eval_train_images', 'eval_test_images',
+              'finetune_iters', 'finetune_batch_size', 'linear_epochs')
+
+
+def run_key(method: str, budget: dict) -> dict:
+    """Everything a run's result depends on, for the cache."""
+    cfg, overrides = METHODS.get(method, (None, {}))
+    return dict(method=method, config=cfg,
+                overrides=json.loads(json.dumps(overrides)),
+                **{k: budget.get(k) for k in CACHE_KEYS})
+
+
+def load_cached(path: str, key: dict) -> Optional[dict]:
+    """The cached run at ``path`` if it was made with ``key``."""
+    if not osp.exists(path):
+        return None
+    with open(path) as f:
+        run = json.load(f)
+    return run if run.get('key') == key else None
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    preset = 'smoke' if args.smoke else 'quick' if args.quick else 'full'
+    preset = ('smoke' if args.smoke else 'quick' if args.quick else
+              'study' if args.study else 'full')
     budget = dict(dict(finetune_images=None), **PRESETS[preset])
     for key in list(budget):
         if getattr(args, key, None) is not None:
             budget[key] = getattr(args, key)
     budget['seeds'] = list(budget['seeds'])
+    out_dir = args.out_dir or osp.join(
+        'work_dirs', 'benchmarks',
+        'fashion_mnist_study' if preset == 'study' else 'fashion_mnist')
     for name in ('train-images-idx3-ubyte', 't10k-images-idx3-ubyte'):
-        if not osp.exists(osp.join(args.data_root, name)):
+        if not args.report and not osp.exists(osp.join(args.data_root, name)):
             raise FileNotFoundError(
                 f'Fashion-MNIST is missing in {args.data_root} ({name}): run '
                 '`make data` or pass --data-root.')
@@ -559,13 +798,11 @@ def main(argv=None) -> dict:
         'fashion_mnist_benchmark',
         log_level='INFO' if args.verbose else 'WARNING')
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    data = dict(
-        train=load_split(args.data_root, False, budget['eval_train_images']),
-        test=load_split(args.data_root, True, budget['eval_test_images']))
+    os.makedirs(osp.join(out_dir, 'runs'), exist_ok=True)
     methods = ([] if args.no_floor else [FLOOR]) + list(args.methods)
     settings = dict(
-        preset=preset, **budget, methods=methods,
+        preset=preset, **budget, methods=methods, metrics=args.metrics,
+        confidence=0.95,
         features="VisionTransformer out_type='avg_featmap', final_norm=True",
         knn=dict(k=20, similarity='cosine', vote='exp(sim / 0.07) weighted'),
         linear_probe='standardised features, linear layer, AdamW 1e-3, '
@@ -577,22 +814,49 @@ def main(argv=None) -> dict:
         torch=torch.__version__, python=platform.python_version(),
         processor=platform.processor() or platform.machine())
     runs: List[dict] = []
+    missing: List[str] = []
     total = time.perf_counter()
+    data = None
 
     def save():
         summary = summarise(runs, methods, METRICS + ('pretrain_seconds', ))
-        table = markdown(summary, settings)
+        diffs = paired_differences(runs, methods[1:] if not args.no_floor
+                                   else methods, args.metrics) \
+            if 'MAE' in methods else {}
+        table = markdown(summary, settings, diffs, runs)
+        if diffs:
+            plot_differences(
+                diffs, args.metrics, osp.join(out_dir, 'differences.png'),
+                f"Fashion-MNIST, {budget['epochs']} epoch(s) of "
+                f"{budget['pretrain_images'] or 60000} images, seeds "
+                f"{budget['seeds']}: paired difference to MAE, 95% CI")
         return write_results(
-            args.out_dir, table, settings=settings, machine=machine,
-            runs=runs, summary=summary,
+            out_dir, table, settings=settings, machine=machine,
+            runs=runs, summary=summary, differences=diffs,
+            missing=missing,
             total_seconds=time.perf_counter() - total), table
 
     for seed in budget['seeds']:
         for method in methods:
             tag = f'{_slug(method)}_seed{seed}'
-            work_dir = osp.abspath(osp.join(args.out_dir, tag))
+            work_dir = osp.abspath(osp.join(out_dir, tag))
+            cache = osp.join(out_dir, 'runs', f'{tag}.json')
+            key = run_key(method, budget)
+            cached = load_cached(cache, key)
+            if cached is not None and set(args.metrics) <= set(cached):
+                runs.append(cached)
+                continue
+            if args.report:
+                missing.append(tag)
+                continue
             print(f'[{time.perf_counter() - total:7.0f} s] {method}, '
                   f'seed {seed}: ', end='', flush=True)
+            if data is None:
+                data = dict(
+                    train=load_split(args.data_root, False,
+                                     budget['eval_train_images']),
+                    test=load_split(args.data_root, True,
+                                    budget['eval_test_images']))
             if method == FLOOR:
                 run = dict(method=method, seed=seed, pretrain_seconds=None,
                            pretrain_wall_seconds=None, pretrain_iters=0,
@@ -606,21 +870,28 @@ def main(argv=None) -> dict:
                            pretrain_seconds=out['seconds'],
                            pretrain_wall_seconds=out['wall_seconds'],
                            pretrain_iters=out['iters'],
-                           final_loss=out['final_loss'])
+                           final_loss=out['final_loss'],
+                           final_scalars=out['final_scalars'],
+                           scalars=osp.relpath(out['scalars'], ROOT))
                 print(f"pre-trained {out['iters']} iters in "
                       f"{out['seconds']:.0f} s (loss "
                       f"{out['final_loss']}), ", end='', flush=True)
             run.update(evaluate(vit, seed, budget, data,
                                 osp.join(work_dir, 'finetune'),
-                                args.data_root, quiet=not args.verbose))
-            print('k-NN {knn_top1:.1f}, linear {linear_top1:.1f}, fine-tune '
-                  '{finetune_top1:.1f} ({eval_seconds:.0f} s)'.format(**run),
-                  flush=True)
+                                args.data_root, quiet=not args.verbose,
+                                metrics=args.metrics))
+            print(', '.join(f'{k} {run[k]:.1f}' for k in args.metrics) +
+                  f" ({run['eval_seconds']:.0f} s)", flush=True)
+            run['key'] = key
+            with open(cache, 'w') as f:
+                json.dump(run, f, indent=2)
             runs.append(run)
             save()
     result, table = save()
-    print(f'\n{table}\nWrote {osp.join(args.out_dir, "results.json")} and '
+    print(f'\n{table}\nWrote {osp.join(out_dir, "results.json")} and '
           f'results.md in {result["total_seconds"]:.0f} s.')
+    if missing:
+        print(f'Not yet run (no cached result): {", ".join(missing)}')
     return result
 
 

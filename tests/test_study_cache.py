@@ -1,0 +1,76 @@
+"""The Fashion-MNIST study's statistics and its per-run cache: paired
+differences against MAE with Student-t intervals, and a study that resumes
+from (and reports from) the runs it already finished."""
+import importlib.util
+import json
+import math
+import os.path as osp
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DATA = osp.join(ROOT, 'data/fashion_mnist')
+
+
+def _load_harness():
+    path = osp.join(ROOT, 'benchmarks/fashion_mnist/run.py')
+    spec = importlib.util.spec_from_file_location('fashion_mnist_run', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_harness()
+
+
+def test_paired_differences_use_the_same_seed_and_a_t_interval():
+    runs = [dict(method='MAE', seed=s, knn_top1=v)
+            for s, v in ((0, 70.), (1, 80.), (2, 75.))]
+    # differences against the same seed: +1, +2, +3 (the raw means differ
+    # by 2 too, but the seeds' spread of 5 points must not enter the CI)
+    runs += [dict(method='X', seed=s, knn_top1=v)
+             for s, v in ((0, 71.), (1, 82.), (2, 78.))]
+    runs.append(dict(method='Y', seed=1, knn_top1=79.))
+    runs.append(dict(method='Y', seed=7, knn_top1=99.))  # no MAE seed 7
+    diffs = bench.paired_differences(runs, ['MAE', 'X', 'Y'], ['knn_top1'])
+    x = diffs['X']['knn_top1']
+    assert x['mean'] == pytest.approx(2.0) and x['n'] == 3
+    half = 4.302653 / math.sqrt(3)  # t(0.975, 2) * sd 1 / sqrt(3)
+    assert x['ci'] == pytest.approx([2 - half, 2 + half], abs=1e-5)
+    y = diffs['Y']['knn_top1']
+    assert y == dict(mean=-1.0, ci=None, n=1, seeds=[1])
+    assert 'MAE' not in diffs
+    assert bench.format_diff(x) == '+2.0 [-0.5, +4.5]'
+
+
+def test_study_resumes_from_its_cache_and_reports_from_it(tmp_path):
+    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
+        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+    out = tmp_path / 'study'
+    args = ['--smoke', '--methods', 'MAE', 'naive mixing', '--no-floor',
+            '--metrics', 'knn_top1', '--out-dir', str(out), '--data-root',
+            DATA, '--pretrain-images', '64', '--eval-train-images', '60',
+            '--eval-test-images', '40']
+    first = bench.main(args)
+    cached = sorted(p.name for p in (out / 'runs').iterdir())
+    assert cached == ['mae_seed0.json', 'naive-mixing_seed0.json']
+    assert (out / 'differences.png').stat().st_size > 0
+    # a cached result is what the next sitting uses: edit one, rerun
+    path = out / 'runs' / 'naive-mixing_seed0.json'
+    run = json.loads(path.read_text())
+    run['knn_top1'] = 12.5
+    path.write_text(json.dumps(run))
+    ckpt = out / 'naive-mixing_seed0' / 'epoch_1.pth'
+    ckpt.unlink()  # nothing is retrained: the checkpoint is not needed
+    again = bench.main(args)
+    assert not ckpt.exists()
+    knn = {r['method']: r['knn_top1'] for r in again['runs']}
+    assert knn['naive mixing'] == 12.5
+    assert again['differences']['naive mixing']['knn_top1']['mean'] == \
+        pytest.approx(12.5 - knn['MAE'])
+    assert first['runs'][0] == again['runs'][0]  # MAE: the same record
+    # --report trains nothing; a run of another budget is not reused
+    report = bench.main(args[:-2] + ['--eval-test-images', '30',
+                                     '--report'])
+    assert report['runs'] == [] and report['missing'] == [
+        'mae_seed0', 'naive-mixing_seed0']
