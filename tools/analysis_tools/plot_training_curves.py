@@ -1,0 +1,182 @@
+"""Plot a MixedAE pre-training's losses and per-layer homologous precision
+against the iteration, from the run's ``scalars.json``, as a labelled PNG.
+
+    python tools/analysis_tools/plot_training_curves.py \
+        work_dirs/demo/*/vis_data/scalars.json --out work_dirs/demo/curves.png
+    # several runs side by side (one line each, labelled):
+    python tools/analysis_tools/plot_training_curves.py RUN1/scalars.json \
+        RUN2/scalars.json --labels "paper reading" "new default" --out cmp.png
+
+Reference lines: the precision of a random selection (chance, K / (N + 1)
+own-source keys) and HomoCon's analytic floor, ``loss_weight * ln(K - 1)``.
+Both are read from the ``config.py`` that mmengine saves next to
+``scalars.json``; ``--group-size``, ``--num-patches`` and
+``--homocon-weight`` override or replace them.
+"""
+import argparse
+import json
+import math
+import os.path as osp
+import re
+from typing import Dict, List, Optional
+
+
+def read_scalars(path: str) -> List[dict]:
+    """The training records (those with a loss) of a ``scalars.json``."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'No scalars.json at {path!r}.')
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    train = [r for r in records if 'loss' in r and 'step' in r]
+    if not train:
+        raise ValueError(f'{path!r} holds no training records (no "loss").')
+    return train
+
+
+def reference_values(scalars_path: str, group_size: Optional[int] = None,
+                     num_patches: Optional[int] = None,
+                     homocon_weight: Optional[float] = None) -> Dict:
+    """Chance precision and HomoCon floor of a run, from the config saved
+    beside its ``scalars.json`` (``None`` where they cannot be known)."""
+    cfg_path = osp.join(osp.dirname(scalars_path), 'config.py')
+    if osp.isfile(cfg_path) and None in (group_size, num_patches,
+                                         homocon_weight):
+        from mmengine.config import Config
+        model = Config.fromfile(cfg_path).model
+        bb = model.get('backbone', {})
+        if group_size is None and 'mix_ratio' in bb:
+            group_size = round(1 / bb['mix_ratio'])
+        if num_patches is None and 'img_size' in bb:
+            num_patches = (bb['img_size'] // bb.get('patch_size', 16))**2
+        homocon = model.get('head', {}).get('homocon_loss')
+        if homocon_weight is None and homocon:
+            homocon_weight = homocon.get('loss_weight', 0.1)
+    out = dict(chance=None, floor=None)
+    if group_size and num_patches:
+        K = num_patches // group_size
+        out['chance'] = K / (num_patches + 1)
+        if homocon_weight:
+            out['floor'] = homocon_weight * math.log(max(K - 1, 1))
+    return out
+
+
+def layer_keys(records: List[dict]) -> List[str]:
+    keys = {k for r in records for k in r if re.fullmatch(r'homo_prec_l\d+',
+                                                          k)}
+    return sorted(keys, key=lambda k: int(k[len('homo_prec_l'):]))
+
+
+def series(records: List[dict], key: str):
+    pts = [(r['step'], r[key]) for r in records if key in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot(runs: List[dict], out: str, title: Optional[str] = None) -> str:
+    """``runs``: dicts with ``label``, ``records`` and ``ref`` (see
+    :func:`reference_values`). One run: losses and every layer's precision
+    in three panels; several: a panel per loss and per layer."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    layers = sorted({k for r in runs for k in layer_keys(r['records'])},
+                    key=lambda k: int(k[len('homo_prec_l'):]))
+    single = len(runs) == 1
+    panels = ['loss_rec', 'loss_homocon'] + (
+        (['precision'] if layers else []) if single else layers)
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows),
+                             squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis('off')
+    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for ax, panel in zip(axes.flat, panels):
+        ax.set_xlabel('iteration')
+        if panel == 'precision':
+            cmap = plt.get_cmap('viridis')
+            for i, key in enumerate(layers):
+                ax.plot(*series(runs[0]['records'], key),
+                        color=cmap(i / max(len(layers) - 1, 1)),
+                        label=f'layer {key[len("homo_prec_l"):]}')
+            ref = runs[0]['ref']['chance']
+            if ref is not None:
+                ax.axhline(ref, color='red', linestyle='--',
+                           label=f'chance {ref:.3f}')
+            ax.set_title('homologous precision per layer')
+            ax.set_ylabel('own-source share of kept keys')
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7, ncol=2)
+            continue
+        for j, run in enumerate(runs):
+            xs, ys = series(run['records'], panel)
+            if xs:
+                ax.plot(xs, ys, color=colors[j % len(colors)],
+                        label=run['label'])
+        if panel.startswith('homo_prec_l'):
+            ax.set_title(f'homologous precision, layer '
+                         f'{panel[len("homo_prec_l"):]}')
+            ax.set_ylabel('own-source share of kept keys')
+            ax.set_ylim(0, 1)
+            refs = {r['ref']['chance'] for r in runs} - {None}
+            for ref in refs:
+                ax.axhline(ref, color='red', linestyle='--', linewidth=0.8,
+                           label=f'chance {ref:.3f}')
+        else:
+            ax.set_title({'loss_rec': 'reconstruction loss',
+                          'loss_homocon': 'HomoCon loss (weighted)'}[panel])
+            ax.set_ylabel(panel)
+            if panel == 'loss_homocon':
+                refs = {r['ref']['floor'] for r in runs} - {None}
+                for ref in refs:
+                    ax.axhline(ref, color='red', linestyle='--',
+                               linewidth=0.8, label=f'floor {ref:.4f}')
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('scalars', nargs='+',
+                        help="runs' vis_data/scalars.json")
+    parser.add_argument('--out', required=True, help='the PNG to write')
+    parser.add_argument('--labels', nargs='+',
+                        help='one per run (default: the run directories)')
+    parser.add_argument('--title')
+    parser.add_argument('--group-size', type=int,
+                        help='G, for the chance line')
+    parser.add_argument('--num-patches', type=int,
+                        help='N, for the chance line')
+    parser.add_argument('--homocon-weight', type=float,
+                        help='lambda, for the HomoCon floor line')
+    args = parser.parse_args(argv)
+    if args.labels and len(args.labels) != len(args.scalars):
+        parser.error(f'--labels has {len(args.labels)} names for '
+                     f'{len(args.scalars)} runs.')
+    return args
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    runs = []
+    for i, path in enumerate(args.scalars):
+        label = args.labels[i] if args.labels else osp.basename(
+            osp.dirname(osp.dirname(osp.dirname(osp.abspath(path)))))
+        runs.append(dict(
+            label=label, records=read_scalars(path),
+            ref=reference_values(path, args.group_size, args.num_patches,
+                                 args.homocon_weight)))
+    out = plot(runs, args.out, args.title)
+    print(f'Wrote {out}')
+    return out
+
+
+if __name__ == '__main__':
+    main()
