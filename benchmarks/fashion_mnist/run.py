@@ -791,6 +791,8 @@ def main(argv=None) -> dict:
                 '`make data` or pass --data-root.')
     import mixedae  # noqa: F401  (registers the modules)
     from mmengine.logging import MMLogger
+
+    from mixedae.utils.checkpoint import convert_to_vit, load_checkpoint_safely
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')
     # the current logger until the first Runner makes its own
@@ -857,15 +859,25 @@ def main(argv=None) -> dict:
                                      budget['eval_train_images']),
                     test=load_split(args.data_root, True,
                                     budget['eval_test_images']))
-            if method == FLOOR:
+            ckpt = osp.join(work_dir, f"epoch_{budget['epochs']}.pth")
+            if cached is not None and (method == FLOOR
+                                       or osp.exists(ckpt)):
+                # pre-trained in an earlier sitting for other metrics:
+                # evaluate only the missing ones
+                run = cached
+                todo = [m for m in args.metrics if m not in run]
+                vit = random_init(seed) if method == FLOOR else \
+                    convert_to_vit(load_checkpoint_safely(ckpt))
+                print('cached pre-training, ', end='', flush=True)
+            elif method == FLOOR:
                 run = dict(method=method, seed=seed, pretrain_seconds=None,
                            pretrain_wall_seconds=None, pretrain_iters=0,
                            final_loss=None)
-                vit = random_init(seed)
+                vit, todo = random_init(seed), args.metrics
             else:
                 out = pretrain(method, seed, budget, work_dir,
                                args.data_root, quiet=not args.verbose)
-                vit = out.pop('vit')
+                vit, todo = out.pop('vit'), args.metrics
                 run = dict(method=method, seed=seed,
                            pretrain_seconds=out['seconds'],
                            pretrain_wall_seconds=out['wall_seconds'],
@@ -879,7 +891,7 @@ def main(argv=None) -> dict:
             run.update(evaluate(vit, seed, budget, data,
                                 osp.join(work_dir, 'finetune'),
                                 args.data_root, quiet=not args.verbose,
-                                metrics=args.metrics))
+                                metrics=todo))
             print(', '.join(f'{k} {run[k]:.1f}' for k in args.metrics) +
                   f" ({run['eval_seconds']:.0f} s)", flush=True)
             run['key'] = key
