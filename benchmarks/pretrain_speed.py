@@ -28,6 +28,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
+from mixedae.utils.profiling import saved_tensor_bytes
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VARIANTS = {
     'MAE': 'configs/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
@@ -40,9 +42,14 @@ VARIANTS = {
     'naive mixing':
     'configs/mixedae/mixedae-naive_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
 }
+# MixedAE as it was before the lean top-k core: the plain autograd graph
+# (keeps the selection and the softmax for backward) and the precision
+# computed on every step
+BEFORE = 'MixedAE (before: plain HomoAtt)'
+VARIANTS[BEFORE] = VARIANTS['MixedAE']
 
 
-def build(config, img_size, device):
+def build(config, img_size, device, before=False):
     cfg = Config.fromfile(osp.join(ROOT, config))
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
@@ -56,6 +63,12 @@ def build(config, img_size, device):
     model = MODELS.build(model_cfg)
     model.init_weights()
     model.to(device).train()
+    if hasattr(model, 'log_step'):  # MixedAE: an iteration not printed
+        model.log_step = False
+    if before:
+        model.log_step = True
+        for layer in model.backbone.layers:
+            layer.attn.memory_lean = False
     optim_cfg = cfg.optim_wrapper.copy()
     if device == 'cpu':  # AMP needs an accelerator
         optim_cfg.type = 'OptimWrapper'
@@ -82,29 +95,37 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def attention_shape(model, batch_size):
+    """(tokens T per encoder sequence, attention elements B' x h x T^2
+    summed over the layers) of one training step."""
+    bb = model.backbone
+    N = bb.num_patches
+    if hasattr(bb, 'group_size'):  # MixedAE: Q*V mixed sequences of N + 1
+        T = N + 1
+        seqs = batch_size // bb.group_size * bb.num_views
+    else:  # MAE: the visible patches and the cls token
+        T = round(N * (1 - bb.mask_ratio)) + 1
+        seqs = batch_size
+    heads = bb.layers[0].attn.num_heads
+    return T, seqs * heads * T * T * bb.num_layers
+
+
 def step(model, optim, data, device):
-    """One timed training step: (wall seconds, CPU seconds, memory bytes)."""
-    saved = [0]
-
-    def pack(t):
-        saved[0] += t.numel() * t.element_size()
-        return t
-
+    """One timed training step: (wall seconds, CPU seconds, memory bytes,
+    bytes saved for backward in (T, T)-shaped tensors)."""
+    T, _ = attention_shape(model, len(data['inputs']))
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     sync(device)
     start, cpu_start = time.perf_counter(), time.process_time()
-    if device == 'cpu':
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model.train_step(data, optim)
-    else:
+    with saved_tensor_bytes(square=T) as saved:
         model.train_step(data, optim)
     sync(device)
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     mem = (torch.cuda.max_memory_allocated()
-           if device.startswith('cuda') else saved[0])
-    return seconds, cpu_seconds, mem
+           if device.startswith('cuda') else saved['total'])
+    return seconds, cpu_seconds, mem, saved['square']
 
 
 def step_flops(model, optim, data):
@@ -144,7 +165,8 @@ def run(args):
     for img_size in args.img_sizes:
         data = batch(args.batch_size, img_size)
         models = {
-            name: build(VARIANTS[name], img_size, args.device)
+            name: build(VARIANTS[name], img_size, args.device,
+                        before=name == BEFORE)
             for name in args.variants
         }
         flops = {
@@ -155,15 +177,15 @@ def run(args):
             profile_vs_mae(models, data, args.device)
         times = {name: [] for name in models}
         cpu_times = {name: [] for name in models}
-        mems = {}
+        mems, maps = {}, {}
         for r in range(args.warmup + args.repeats):
             for name, (model, optim) in models.items():
-                seconds, cpu_seconds, mem = step(model, optim, data,
-                                                 args.device)
+                seconds, cpu_seconds, mem, square = step(
+                    model, optim, data, args.device)
                 if r >= args.warmup:
                     times[name].append(seconds)
                     cpu_times[name].append(cpu_seconds)
-                    mems[name] = mem
+                    mems[name], maps[name] = mem, square
         base = statistics.median(times['MAE'])
         cpu_base = statistics.median(cpu_times['MAE'])
         for name in models:
@@ -183,6 +205,8 @@ def run(args):
                     flops_ratio_vs_mae=flops[name] / flops['MAE'],
                     memory_bytes=mems[name],
                     memory_ratio_vs_mae=mems[name] / mems['MAE'],
+                    attention_map_bytes_per_element=maps[name] /
+                    attention_shape(models[name][0], args.batch_size)[1],
                     step_times=times[name],
                     step_cpu_times=cpu_times[name]))
         del models
@@ -194,8 +218,9 @@ def table(results, device):
         'saved activations'
     lines = [
         f'| variant | px | ms / image | time vs MAE | CPU time vs MAE | '
-        f'GFLOPs / image | FLOPs vs MAE | {mem} (MiB) | memory vs MAE |',
-        '|---|---|---|---|---|---|---|---|---|'
+        f'GFLOPs / image | FLOPs vs MAE | {mem} (MiB) | memory vs MAE | '
+        'T x T bytes saved / attention element |',
+        '|---|---|---|---|---|---|---|---|---|---|'
     ]
     for r in results:
         lines.append(f"| {r['variant']} | {r['img_size']} | "
@@ -205,7 +230,8 @@ def table(results, device):
                      f"{r['flops'] / r['batch_size'] / 1e9:.1f} | "
                      f"{r['flops_ratio_vs_mae']:.3f} | "
                      f"{r['memory_bytes'] / 2**20:.0f} | "
-                     f"{r['memory_ratio_vs_mae']:.3f} |")
+                     f"{r['memory_ratio_vs_mae']:.3f} | "
+                     f"{r['attention_map_bytes_per_element']:.2f} |")
     return '\n'.join(lines)
 
 
@@ -215,8 +241,10 @@ def main():
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--img-sizes', type=int, nargs='+', default=[224, 448])
     parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
-                        choices=list(VARIANTS))
+    parser.add_argument('--variants', nargs='+',
+                        default=[v for v in VARIANTS if v != BEFORE],
+                        choices=list(VARIANTS), metavar='VARIANT',
+                        help=f'any of {list(VARIANTS)}')
     parser.add_argument('--threads', type=int,
                         help='torch CPU threads (default: torch\'s)')
     parser.add_argument('--warmup', type=int, default=1)

@@ -142,6 +142,9 @@ class HomologousAttention(MultiheadAttention):
 
     record_precision: bool = False
     record_keep: bool = False
+    # False: the plain autograd graph, which keeps the attention map (for
+    # comparisons, e.g. benchmarks/pretrain_speed.py's "before" variant)
+    memory_lean: bool = True
     keep_mask: Optional[torch.Tensor] = None
     homologous_precision: Optional[torch.Tensor] = None
 
@@ -180,9 +183,10 @@ class HomologousAttention(MultiheadAttention):
                           self.head_dims).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B, h, T, d)
         scale = self.head_dims**-0.5
-        if self.training and self.attn_drop > 0:
-            out = topk_attention_reference(q, k, v, topk, scale,
-                                           self.attn_drop)
+        if not self.memory_lean or (self.training and self.attn_drop > 0):
+            out = topk_attention_reference(
+                q, k, v, topk, scale,
+                self.attn_drop if self.training else 0.)
             kth = None
         else:
             out, kth = topk_attention(q, k, v, topk, scale)
