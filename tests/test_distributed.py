@@ -218,10 +218,26 @@ def test_dist_test_evaluates_a_downstream_config(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = glob.glob(str(work_dir / '*' / '*.json'))
     metrics = json.load(open(log[0]))
-    assert 0 <= metrics['accuracy/top1'] <= 100
     import pickle
     preds = pickle.load(open(tmp_path / 'preds.pkl', 'rb'))
     assert len(preds) == 32  # both ranks' predictions, gathered
+
+    # the same checkpoint evaluated here, in one process: the same
+    # prediction for every image and the same accuracy (the model is
+    # untrained: its accuracy is whatever it is, but a run that evaluated
+    # other weights or lost a rank's half would not match)
+    from mmengine.dataset import pseudo_collate
+    from mmpretrain.registry import DATASETS
+    dataset = DATASETS.build(Config.fromfile(str(cfg)).test_dataloader.dataset)
+    model.eval()
+    with torch.no_grad():
+        outs = model.test_step(
+            pseudo_collate([dataset[i] for i in range(len(dataset))]))
+    expected = {o.sample_idx: o.pred_label.item() for o in outs}
+    assert {p['sample_idx']: p['pred_label'].item() for p in preds} == \
+        expected
+    correct = sum(o.pred_label.item() == o.gt_label.item() for o in outs)
+    assert metrics['accuracy/top1'] == pytest.approx(100 * correct / 32)
 
 
 def test_test_py_refuses_a_pretraining_config(tmp_path):

@@ -22,7 +22,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from conftest import TINY_ARCH
-from mixedae.utils.checkpoint import load_checkpoint_safely
+from mixedae.utils.checkpoint import (convert_to_vit,
+                                      load_checkpoint_safely)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA = osp.join(ROOT, 'data/fashion_mnist')
@@ -97,12 +98,30 @@ def _finetune_cfg(work_dir, backbone_ckpt):
     return cfg
 
 
-def test_finetune_config_matches_the_pretraining_architecture():
-    pre = Config.fromfile(PRETRAIN).model.backbone
-    ft = Config.fromfile(FINETUNE).model.backbone
-    assert ft.arch == pre.arch
-    assert (ft.img_size, ft.patch_size) == (pre.img_size, pre.patch_size)
-    assert ft.in_channels == pre.patch_cfg.in_channels == 1
+def test_finetune_config_takes_the_pretrained_encoder_as_it_is():
+    """The demo pre-training config's encoder, converted, fills the demo
+    fine-tuning config's backbone unchanged: a different width, depth,
+    patch size or channel count is a size mismatch load_state_dict raises,
+    a different image size a resized position embedding (mmpretrain's load
+    hook). Only MAE's pooling norm is new and the final norm unused."""
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    pre = MODELS.build(Config.fromfile(PRETRAIN).model)
+    backbone = MODELS.build(Config.fromfile(FINETUNE).model).backbone
+    converted = convert_to_vit({'state_dict': pre.state_dict()})
+    missing, unexpected = backbone.load_state_dict(converted, strict=False)
+    assert set(missing) == NEW_IN_FINETUNE
+    assert set(unexpected) == DROPPED_IN_FINETUNE
+    loaded = backbone.state_dict()
+    for key in set(converted) - DROPPED_IN_FINETUNE:
+        assert torch.equal(loaded[key], converted[key]), key
+    # the fine-tuning model runs on the pre-training images (1 x 32 x 32)
+    backbone.eval()
+    with torch.no_grad():
+        feats = backbone(torch.randn(2, 1, 32, 32))[0]
+    assert feats.shape == (2, pre.backbone.embed_dims)
 
 
 def test_forgotten_checkpoint_is_a_clear_error():
@@ -162,8 +181,13 @@ def test_pretrain_convert_finetune_evaluate_on_fashion_mnist(tmp_path):
     assert not torch.equal(after['layers.0.attn.qkv.weight'],
                            loaded['layers.0.attn.qkv.weight'])
 
-    # 4. mmpretrain's Accuracy on 200 test-split images
+    # 4. mmpretrain's Accuracy on 200 test-split images, above chance: a
+    # constant prediction scores at most 13.5% there (the largest class,
+    # 27 of the 200) and the loaded model before fine-tuning 10.5%; these
+    # 8 iterations reach 18.5% (16.0-26.5% with randomness seeds 0-4,
+    # 16-32% with twice the batch: a 2-layer 64-dim ViT from a 2-iteration
+    # pre-training learns slowly, a plain PyTorch loop on the same model
+    # gets 19.5%). With the training labels shuffled it scores 10.0%.
     metrics = runner.test()
-    assert 'accuracy/top1' in metrics, metrics
-    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
     assert len(runner.test_dataloader.dataset) == 200
+    assert metrics['accuracy/top1'] >= 15.0, metrics

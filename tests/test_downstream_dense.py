@@ -97,6 +97,38 @@ class _BackboneSnapshot(Hook):
         }
 
 
+class _ValAtStart(Hook):
+    """Validates the model as training starts (encoder loaded, heads at
+    their random init): the floor the trained model is compared with."""
+
+    def before_train(self, runner):
+        self.metrics = runner.val_loop.run()
+
+
+def _held_out_losses(runner):
+    """The model's mean loss terms on the validation set (eval mode, no
+    gradients)."""
+    model = getattr(runner.model, 'module', runner.model)
+    was_training = model.training
+    model.eval()
+    sums, count = {}, 0
+    with torch.no_grad():
+        for data in runner.val_dataloader:
+            data = model.data_preprocessor(data, training=False)
+            _, log_vars = model.parse_losses(model(**data, mode='loss'))
+            for key, value in log_vars.items():
+                sums[key] = sums.get(key, 0.) + float(value)
+            count += 1
+    model.train(was_training)
+    return {key: value / count for key, value in sums.items()}
+
+
+class _HeldOutLossesAtStart(Hook):
+
+    def before_train(self, runner):
+        self.losses = _held_out_losses(runner)
+
+
 def _assert_loaded(snapshot, state, fresh=(), unused=()):
     """Every checkpoint tensor but ``unused`` is in the backbone as saved;
     only ``fresh`` backbone keys are not from the checkpoint."""
@@ -221,6 +253,8 @@ def test_upernet_transfer_end_to_end(dense_sets, converted, tmp_path):
     runner = Runner.from_cfg(_cpu_run(cfg, tmp_path))
     snapshot = _BackboneSnapshot()
     runner.register_hook(snapshot)
+    at_start = _ValAtStart()
+    runner.register_hook(at_start, priority='LOWEST')
     runner.train()
     _assert_trained(runner, 6)
     # BEiTViT as mmseg's MAE: layer scale and relative position bias are
@@ -239,11 +273,18 @@ def test_upernet_transfer_end_to_end(dense_sets, converted, tmp_path):
     assert scale['backbone.layers.0.attn.qkv.weight'] == pytest.approx(
         0.65**4)
     assert scale['decode_head.conv_seg.weight'] == 1.0
+    # IoUMetric on the 6 val canvases, against the same model before its
+    # first step (random heads): measured aAcc 1.0 -> 80-82, mIoU 0.1 ->
+    # 10.3-10.6 (mAcc stays ~12). 6 iterations learn the class prior:
+    # background is 86.6% of the val pixels and predicting it everywhere
+    # scores aAcc 86.6 / mIoU 10.8; even 30 iterations only reach that,
+    # the items themselves take far longer than a test can run. Without
+    # optimizer steps the model stays at the floor (measured aAcc 0.96).
     metrics = runner.val()
-    print(metrics)
-    for key in ('aAcc', 'mIoU', 'mAcc'):
-        assert math.isfinite(metrics[key]) and 0 <= metrics[key] <= 100, (
-            key, metrics)
+    floor = at_start.metrics
+    print(floor, metrics)
+    assert metrics['aAcc'] >= floor['aAcc'] + 50, (floor, metrics)
+    assert metrics['mIoU'] >= floor['mIoU'] + 5, (floor, metrics)
 
 
 def test_mask_rcnn_transfer_end_to_end(dense_sets, converted, tmp_path):
@@ -281,15 +322,42 @@ def test_mask_rcnn_transfer_end_to_end(dense_sets, converted, tmp_path):
     cfg.test_evaluator = cfg.val_evaluator
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1,
                          val_interval=10**6)
-    runner = Runner.from_cfg(_cpu_run(cfg, tmp_path))
+    cfg = _cpu_run(cfg, tmp_path)
+    # the config's 500-iteration warm-up from 0.001 x lr keeps the lr near
+    # 1e-6 for these 6 iterations (held-out loss 4.52 -> 4.49: nothing
+    # learnt); the same short warm-up as the UperNet run
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=3)
+    ]
+    runner = Runner.from_cfg(cfg)
     snapshot = _BackboneSnapshot()
     runner.register_hook(snapshot)
+    at_start = _HeldOutLossesAtStart()
+    runner.register_hook(at_start, priority='LOWEST')
     runner.train()
     _assert_trained(runner, 6)  # 12 images, 2 per batch, 1 epoch
     _assert_loaded(snapshot.state, state)
+    # Learning, on the 6 held-out val canvases against the same model before
+    # its first step (random heads): measured total loss 4.52 -> 2.87, RPN
+    # objectness 0.694 -> 0.591, R-CNN classification 2.31 -> 0.95, masks
+    # 1.05 -> 0.78: mostly the priors (most anchors and proposals are
+    # background), not yet the items. CocoMetric
+    # cannot show it yet: 6 iterations leave box / mask AP at ~0 (0.001),
+    # and detection needs far more than a test can run. Without optimizer
+    # steps the held-out loss stays at 4.52.
+    floor, after = at_start.losses, _held_out_losses(runner)
+    print(floor, after)
+    assert after['loss'] <= floor['loss'] - 1.0, (floor, after)
+    assert after['loss_rpn_cls'] <= floor['loss_rpn_cls'] - 0.05, (floor,
+                                                                   after)
+    # ... and CocoMetric runs on the composed annotations; after 6
+    # iterations no score passes the config's 0.05 threshold (the R-CNN
+    # classifier favours the background: held-out acc 35 -> 86%) and
+    # CocoMetric would return nothing: keep the 20 best detections per image
+    model = getattr(runner.model, 'module', runner.model)
+    model.roi_head.test_cfg.update(score_thr=0.0, max_per_img=20)
     metrics = runner.val()
     print(metrics)
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP',
                 'coco/segm_mAP_50'):
-        assert math.isfinite(metrics[key]) and 0 <= metrics[key] <= 1, (
-            key, metrics)
+        assert math.isfinite(metrics[key]), (key, metrics)

@@ -83,9 +83,18 @@ def test_harness_end_to_end_writes_json_and_markdown(tmp_path):
     assert saved['summary'] == json.loads(json.dumps(result['summary']))
     assert [(r['method'], r['seed']) for r in saved['runs']] == [
         ('random init', 0), ('MixedAE', 0)]
+    # k-NN and the linear probe on the encoders' features beat chance (10%)
+    # on the 50 test images by a margin: measured 34% (k-NN) and 28-30%
+    # (linear) for both the random init and the 2-iteration MixedAE (a
+    # random ViT's features already carry the images' classes). A constant
+    # prediction scores at most 14% there (7 of 50, the largest class);
+    # features shuffled across the images measured 6-8% (k-NN) and 10-12%
+    # (linear). Fine-tuning 2 iterations stays at chance (6%): its learning
+    # is tested in test_downstream_cls.py.
     for run in saved['runs']:
-        for key in bench.METRICS:
-            assert math.isfinite(run[key]) and 0 <= run[key] <= 100, key
+        for key in ('knn_top1', 'linear_top1'):
+            assert run[key] >= 20, (run['method'], key, run[key])
+        assert math.isfinite(run['finetune_top1'])
     mixed = saved['runs'][1]
     assert mixed['pretrain_iters'] == 2  # 64 images, batch 32, 1 epoch
     assert mixed['pretrain_seconds'] > 0 and math.isfinite(

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from mixedae.engine.hooks import RNGStateHook, ThroughputHook
+from mixedae.engine.hooks import ThroughputHook
 from mixedae.engine.hooks.rng_state_hook import get_rng_states, set_rng_states
 from mixedae.utils.checkpoint import load_checkpoint_safely
 
@@ -36,18 +37,40 @@ def small_demo_cfg(work_dir):
     return cfg
 
 
+class _DrawAfterEpoch(Hook):
+    """A LOW hook that draws random numbers at the end of every epoch, as
+    MixingVisualizationHook does (it draws mixing masks)."""
+
+    def after_train_epoch(self, runner):
+        torch.rand(3)
+        np.random.rand(3)
+        random.random()
+
+
+class _RecordRNGAfterEpoch(Hook):
+    """The RNG states at the end of every epoch, after every other hook
+    (CheckpointHook included)."""
+
+    def __init__(self):
+        self.states = []
+
+    def after_train_epoch(self, runner):
+        self.states.append(get_rng_states())
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    """4 iterations of 8 images with both hooks, logged every iteration."""
+    """2 epochs of 2 iterations of 8 images (a checkpoint after each) with
+    both hooks, logged every iteration."""
     if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
         pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
     work_dir = tmp_path_factory.mktemp('hooks')
     cfg = small_demo_cfg(work_dir)
-    cfg.train_dataloader.dataset.indices = 32
+    cfg.train_dataloader.dataset.indices = 16
     cfg.train_dataloader.batch_size = 8
     cfg.train_dataloader.num_workers = 0
     cfg.train_dataloader.persistent_workers = False
-    cfg.train_cfg.max_epochs = 1
+    cfg.train_cfg.max_epochs = 2
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
     cfg.default_hooks.logger.interval = 1
     cfg.log_processor = dict(window_size=1)
@@ -55,13 +78,17 @@ def trained(tmp_path_factory):
         dict(type='ThroughputHook', window_size=1),
         dict(type='RNGStateHook')
     ]
-    Runner.from_cfg(cfg).train()
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(_DrawAfterEpoch(), priority='LOW')
+    recorder = _RecordRNGAfterEpoch()
+    runner.register_hook(recorder, priority='LOWEST')
+    runner.train()
     log = glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json'))[0]
-    return work_dir, [json.loads(line) for line in open(log)]
+    return work_dir, [json.loads(line) for line in open(log)], recorder.states
 
 
 def test_throughput_in_scalars_and_log_line(trained):
-    work_dir, records = trained
+    work_dir, records, _ = trained
     assert len(records) == 4
     for r in records:
         # 8 images per iteration, one process
@@ -79,19 +106,30 @@ def test_throughput_hook_rejects_bad_window():
         ThroughputHook(window_size=0)
 
 
-def test_hook_priorities_bracket_their_neighbours():
-    # ThroughputHook between IterTimerHook (50) and LoggerHook (60);
-    # RNGStateHook between the LOW hooks (70) and CheckpointHook (90)
-    assert 50 < ThroughputHook.priority < 60
-    assert 70 < RNGStateHook.priority < 90
-
-
 def test_checkpoint_holds_rng_states_loadable_safely(trained):
-    work_dir, _ = trained
+    work_dir, _, _ = trained
     ckpt = load_checkpoint_safely(str(work_dir / 'epoch_1.pth'))
     states = ckpt['rng_states']
     assert isinstance(states, list) and len(states) == 1  # one rank
     assert set(states[0]) >= {'python', 'numpy', 'torch'}
+
+
+def test_checkpoints_hold_the_rng_states_after_every_other_hook(trained):
+    """Each epoch checkpoint holds the states as they are once every hook
+    of that epoch has drawn (here a LOW hook drawing like the
+    visualisation hook): what the next epoch of an uninterrupted run starts
+    from. RNGStateHook snapshotting before that hook, or after
+    CheckpointHook (a stale snapshot reaching the next checkpoint), fails
+    this."""
+    work_dir, _, after_epoch = trained
+    assert len(after_epoch) == 2
+    for epoch, expected in enumerate(after_epoch, 1):
+        saved, = load_checkpoint_safely(
+            str(work_dir / f'epoch_{epoch}.pth'))['rng_states']
+        assert torch.equal(saved['torch'], expected['torch']), epoch
+        assert saved['python'] == expected['python'], epoch
+        assert torch.equal(saved['numpy'][1], expected['numpy'][1]), epoch
+        assert saved['numpy'][2] == expected['numpy'][2], epoch
 
 
 def test_rng_states_round_trip():

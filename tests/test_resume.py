@@ -66,13 +66,6 @@ def train_records(work_dir):
     return records
 
 
-def test_demo_config_saves_rng_states_with_epoch_checkpoints():
-    from mmengine.config import Config
-    cfg = Config.fromfile(DEMO)
-    assert 'RNGStateHook' in [h['type'] for h in cfg.custom_hooks]
-    assert cfg.default_hooks.checkpoint.get('by_epoch', True)
-
-
 def test_sigkill_then_resume_auto_matches_uninterrupted_run(tmp_path):
     if not osp.exists(osp.join(DATA, 'train-images-idx3-ubyte')):
         pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
