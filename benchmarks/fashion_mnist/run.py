@@ -55,7 +55,7 @@ MIXEDAE_CFG = ('configs/mixedae/'
 
 
 def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
-             **homocon_keys) -> dict:
+             segment_embed_std=0.02, **homocon_keys) -> dict:
     """Overrides of the MixedAE demo config that spell out every switch the
     study varies, so a variant does not depend on the config's defaults."""
     loss = dict(type='HomologousContrastiveLoss', temperature=0.25,
@@ -68,6 +68,8 @@ def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
         'model.head.homocon_loss': loss if homocon else None,
     }
     assert not homocon_keys, homocon_keys
+    if segment_embed_std != 0.02:  # the default stays out of cache keys
+        out['model.backbone.segment_embed_std'] = segment_embed_std
     return out
 
 
@@ -101,6 +103,8 @@ VARIANTS = {
         segment_embed='attention', homocon=False),
     'segment embedding in attention, batch negatives': _mixedae(
         segment_embed='attention', loss=dict(negatives='batch')),
+    'segment embedding in attention, init std 1': _mixedae(
+        segment_embed='attention', segment_embed_std=1.0),
 }
 METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
 FLOOR = 'random init'

@@ -44,6 +44,9 @@ class MixedAEViT(MAEViT):
             selection but never enters the residual stream, so the output
             features carry no source label), None for none. See
             ``docs/homologous_recognition.md``. Defaults to ``'tokens'``.
+        segment_embed_std (float): std of the segment embedding's
+            truncated-normal init. Defaults to 0.02 (the position and cls
+            tokens' scale in ViTs).
         homo_layers (str | Sequence[int]): layers using homologous attention:
             ``'all'`` or a list of indices (``[]`` for none, the naive mixing
             baseline). Defaults to ``'all'``.
@@ -71,6 +74,7 @@ class MixedAEViT(MAEViT):
                  mix_ratio: float = 0.25,
                  num_views: int = 1,
                  segment_embed: Optional[str] = 'tokens',
+                 segment_embed_std: float = 0.02,
                  homo_layers: Union[str, Sequence[int]] = 'all',
                  homo_topk: Optional[int] = None,
                  homocon_layer: int = -1,
@@ -115,6 +119,10 @@ class MixedAEViT(MAEViT):
                 f'`segment_embed` must be one of '
                 f'{self.SEGMENT_EMBED_MODES}, got {segment_embed!r}.')
         self.segment_embed_mode = segment_embed
+        if not segment_embed_std > 0:
+            raise ValueError('`segment_embed_std` must be positive, got '
+                             f'{segment_embed_std!r}.')
+        self.segment_embed_std = segment_embed_std
         if segment_embed is not None:
             self.segment_embed = nn.Parameter(
                 torch.zeros(self.group_size, self.embed_dims))
@@ -178,7 +186,7 @@ class MixedAEViT(MAEViT):
     def init_weights(self) -> None:
         super().init_weights()
         if self.segment_embed_mode is not None:
-            trunc_normal_(self.segment_embed, std=.02)
+            trunc_normal_(self.segment_embed, std=self.segment_embed_std)
 
     def forward(
         self,
