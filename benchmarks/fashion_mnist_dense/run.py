@@ -175,6 +175,10 @@ def _common(cfg, work_dir: str, seed: int, iters: int, lr: float,
             quiet: bool):
     """CPU runner settings and the shared short schedule."""
     cfg.work_dir = work_dir
+    # the mmseg / mmdet configs name their visualizer 'visualizer', and
+    # mmengine hands every later Runner of the process that first instance
+    # (with the first run's log folder): one name per run
+    cfg.visualizer.name = f'visualizer_{work_dir}'
     cfg.launcher = 'none'
     cfg.load_from, cfg.resume = None, False
     cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU
