@@ -104,6 +104,22 @@ def test_lean_core_matches_the_autograd_graph(topk):
     assert ((logits >= kth).sum(-1) == topk).all()
 
 
+def test_lean_core_with_homologous_bias_matches_the_autograd_graph():
+    q, k, v = _qkv(B=2, h=3, T=9)
+    src = torch.tensor([[-1, 0, 0, 1, 1, 2, 2, 3, 3]] * 2)
+    bias = torch.tensor([0.5, 2.0, 0.0], requires_grad=True)
+    ref = topk_attention_reference(q, k, v, 3, 0.25, bias=bias,
+                                   source_ids=src)
+    grad = torch.randn_like(ref)
+    inputs = (q, k, v, bias)
+    ref_grads = torch.autograd.grad(ref, inputs, grad)
+    out, _ = topk_attention(q, k, v, 3, 0.25, bias, src)
+    assert torch.allclose(out, ref, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(out, inputs, grad), ref_grads):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    assert ref_grads[3].abs().sum() > 0  # the bias is learnt
+
+
 def test_lean_core_matches_under_bf16_autocast():
     q, k, v = _qkv(dtype=torch.bfloat16)
     ref = topk_attention_reference(q, k, v, 8, 0.25)

@@ -85,6 +85,30 @@ def test_segment_embedding_in_attention_steers_the_attention():
         assert torch.equal(plain, bb(x, mask=None)[0])
 
 
+def test_homologous_bias_is_non_negative_and_steers_the_selection():
+    model = build_tiny(homo_bias=1.0)
+    bb = model.backbone
+    assert torch.allclose(F.softplus(bb.homo_bias), torch.ones(2, 2))
+    x = torch.randn(8, 3, 32, 32)
+    losses = model.loss(x, None)
+    (losses['loss_rec'] + losses['loss_homocon']).backward()
+    assert bb.homo_bias.grad.abs().sum() > 0
+    # a large bias makes every kept key homologous; it cannot go below 0,
+    # so it can never favour the other sources
+    with torch.no_grad():
+        bb.homo_bias.fill_(50.)
+    losses = model.loss(x, None)
+    assert float(losses['homo_prec']) == 1.0
+    with torch.no_grad():
+        bb.homo_bias.fill_(-50.)
+    assert F.softplus(bb.homo_bias).min() >= 0
+    # a pre-training checkpoint's encoder drops it, like the segment
+    # embedding: a plain ViT has no such parameter
+    from mixedae.utils.checkpoint import convert_to_vit
+    vit = convert_to_vit(dict(state_dict=model.state_dict()))
+    assert 'homo_bias' not in vit and 'segment_embed' not in vit
+
+
 def test_homocon_layer_feeds_features_of_that_layer():
     torch.manual_seed(0)
     model = build_tiny(homocon_layer=0)
@@ -148,6 +172,9 @@ def test_projector_is_part_of_the_head_and_trained():
     (dict(segment_embed='token'), 'segment_embed'),
     (dict(segment_embed='attention', homo_layers=[]), 'segment_embed'),
     (dict(homocon_layer=2), 'homocon_layer'),
+    (dict(homo_bias=0.), 'homo_bias'),
+    (dict(homo_bias=1., homo_layers=[]), 'homo_bias'),
+    (dict(segment_embed_std=0.), 'segment_embed_std'),
 ])
 def test_bad_recognition_keys_name_the_key(backbone, match):
     with pytest.raises(ValueError, match=match):

@@ -55,7 +55,8 @@ MIXEDAE_CFG = ('configs/mixedae/'
 
 
 def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
-             segment_embed_std=0.02, **homocon_keys) -> dict:
+             segment_embed_std=0.02, homo_bias=None,
+             **homocon_keys) -> dict:
     """Overrides of the MixedAE demo config that spell out every switch the
     study varies, so a variant does not depend on the config's defaults."""
     loss = dict(type='HomologousContrastiveLoss', temperature=0.25,
@@ -68,8 +69,12 @@ def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
         'model.head.homocon_loss': loss if homocon else None,
     }
     assert not homocon_keys, homocon_keys
-    if segment_embed_std != 0.02:  # the default stays out of cache keys
+    # keys added after the first cached runs: only when not the default,
+    # so that those runs' cache keys stay valid
+    if segment_embed_std != 0.02:
         out['model.backbone.segment_embed_std'] = segment_embed_std
+    if homo_bias is not None:
+        out['model.backbone.homo_bias'] = homo_bias
     return out
 
 
@@ -105,6 +110,11 @@ VARIANTS = {
         segment_embed='attention', loss=dict(negatives='batch')),
     'segment embedding in attention, init std 1': _mixedae(
         segment_embed='attention', segment_embed_std=1.0),
+    'homologous bias': _mixedae(segment_embed=None, homo_bias=1.0),
+    'homologous bias, batch negatives': _mixedae(
+        segment_embed=None, homo_bias=1.0, loss=dict(negatives='batch')),
+    'homologous bias, no HomoCon': _mixedae(
+        segment_embed=None, homo_bias=1.0, homocon=False),
 }
 METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
 FLOOR = 'random init'

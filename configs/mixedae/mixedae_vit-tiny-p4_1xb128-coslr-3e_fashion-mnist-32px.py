@@ -86,6 +86,7 @@ optim_wrapper = dict(
             'mask_token': dict(decay_mult=0.),
             'cls_token': dict(decay_mult=0.),
             'segment_embed': dict(decay_mult=0.),
+            'homo_bias': dict(decay_mult=0.),
         }))
 param_scheduler = [
     dict(

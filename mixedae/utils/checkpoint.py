@@ -171,6 +171,10 @@ def _sample(keys, n: int = 5) -> str:
     return ', '.join(keys[:n]) + more
 
 
+# encoder parameters used only on mixed images, not by a plain ViT
+MIXING_ONLY_KEYS = ('backbone.segment_embed', 'backbone.homo_bias')
+
+
 def checkpoint_layout(state: Mapping) -> Optional[str]:
     """``PRETRAIN``, ``MMPRETRAIN``, ``TIMM`` or None (see the module)."""
     if 'backbone.patch_embed.projection.weight' in state and \
@@ -256,11 +260,12 @@ def encoder_state_dict(state: Mapping, layout: str) -> 'OrderedDict':
     :func:`checkpoint_layout`), as mmpretrain ``VisionTransformer`` keys."""
     if layout == PRETRAIN:
         # homologous attention has vanilla attention's parameters: the
-        # encoder keys need no renaming; the segment embedding (MixedAE
-        # only), decoder, head and data preprocessor are dropped
+        # encoder keys need no renaming; what only mixing uses (the segment
+        # embedding, the homologous bias), the decoder, the head and the
+        # data preprocessor are dropped
         return OrderedDict(
             (k[len('backbone.'):], v) for k, v in state.items()
-            if k.startswith('backbone.') and k != 'backbone.segment_embed')
+            if k.startswith('backbone.') and k not in MIXING_ONLY_KEYS)
     if layout == TIMM:
         return timm_to_vit(state)
     if layout == MMPRETRAIN:

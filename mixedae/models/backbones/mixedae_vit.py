@@ -1,8 +1,11 @@
 """MixedAE encoder: a ViT over symmetrically mixed images."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import math
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
@@ -52,6 +55,12 @@ class MixedAEViT(MAEViT):
             baseline). Defaults to ``'all'``.
         homo_topk (int, optional): keys kept per query; defaults to
             K = r * N, one source's patch count.
+        homo_bias (float, optional): give every homologous-attention layer
+            a learnable, non-negative bias per head, added to the logits of
+            the keys from the query's own source, starting at this value
+            (kept >= 0 by a softplus, so it can favour the own source or
+            fade to 0, never favour the others); None for none. See
+            ``docs/homologous_recognition.md``. Defaults to None.
         homocon_layer (int): the layer whose output patch tokens are
             returned for HomoCon: -1 (or the last index) for the encoder's
             final, normalised output; an earlier index for that layer's
@@ -77,6 +86,7 @@ class MixedAEViT(MAEViT):
                  segment_embed_std: float = 0.02,
                  homo_layers: Union[str, Sequence[int]] = 'all',
                  homo_topk: Optional[int] = None,
+                 homo_bias: Optional[float] = None,
                  homocon_layer: int = -1,
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
         for name, size in (('img_size', img_size), ('patch_size', patch_size)):
@@ -142,6 +152,18 @@ class MixedAEViT(MAEViT):
                 'layers only, and `homo_layers` is empty: use None.')
         for i in self.homo_layers:
             self.layers[i].attn = self._homologous_like(self.layers[i].attn)
+        self.homo_bias_init = homo_bias
+        if homo_bias is not None:
+            if not (isinstance(homo_bias, (int, float)) and homo_bias > 0
+                    and self.homo_layers):
+                raise ValueError(
+                    '`homo_bias` must be a positive number (the initial '
+                    'bias) with homologous-attention layers (`homo_layers`),'
+                    f' got {homo_bias!r}.')
+            # raw values; the bias is softplus(raw) >= 0: (layers, heads)
+            self.homo_bias = nn.Parameter(torch.full(
+                (len(self.homo_layers), self.layers[0].attn.num_heads),
+                math.log(math.expm1(homo_bias))))
         if not (isinstance(homocon_layer, int)
                 and -self.num_layers <= homocon_layer < self.num_layers):
             raise ValueError(
@@ -246,6 +268,8 @@ class MixedAEViT(MAEViT):
             x = x + self.segment_embed[slots]
         qk_segments = (self.segment_embed
                        if self.segment_embed_mode == 'attention' else None)
+        homo_bias = None if self.homo_bias_init is None else \
+            F.softplus(self.homo_bias)  # (layers, heads) >= 0
         cls_token = self.cls_token + self.pos_embed[:, :1]
         x = torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
 
@@ -259,7 +283,9 @@ class MixedAEViT(MAEViT):
                     layer.ln1(x),
                     topk=self.homo_topk,
                     source_ids=source_ids,
-                    qk_segments=qk_segments)
+                    qk_segments=qk_segments,
+                    homo_bias=None if homo_bias is None else
+                    homo_bias[self.homo_layers.index(i)])
                 x = layer.ffn(layer.ln2(x), identity=x)
             else:
                 x = layer(x)

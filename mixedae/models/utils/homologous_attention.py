@@ -9,15 +9,16 @@ from mmpretrain.registry import MODELS
 
 
 class _TopKAttention(torch.autograd.Function):
-    """``softmax(TopK(q k^T * scale)) v`` that keeps no (T, T) tensor for
-    backward.
+    """``softmax(TopK(q k^T * scale [+ bias * same])) v`` that keeps no
+    (T, T) tensor for backward.
 
-    Forward saves q, k, v (which the projections keep alive anyway) and the
-    k-th largest logit of every row, (B, h, T, 1); backward recomputes the
-    logits, the selection and the softmax from them, flash-attention style.
-    The recomputed logits are bit-identical to the forward's (same inputs,
-    same ops), so the selection and the gradients are exactly those of the
-    plain autograd graph (``topk_attention_reference``).
+    Forward saves q, k, v (which the projections keep alive anyway), the
+    k-th largest logit of every row, (B, h, T, 1), and with a homologous
+    bias the (B, T) source ids; backward recomputes the logits, the
+    selection and the softmax from them, flash-attention style. The
+    recomputed logits are bit-identical to the forward's (same inputs, same
+    ops), so the selection and the gradients are exactly those of the plain
+    autograd graph (``topk_attention_reference``).
 
     Precision follows what autocast does to the plain graph: logits, top-k
     and ``attn @ v`` in the inputs' dtype, the softmax in fp32. Autocast is
@@ -26,34 +27,58 @@ class _TopKAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, topk: int, scale: float):
+    def forward(ctx, q, k, v, topk: int, scale: float, bias, source_ids):
         with torch.autocast(q.device.type, enabled=False):
-            logits = (q @ k.transpose(-2, -1)).mul_(scale)  # (B, h, T, T)
+            logits = _logits(q, k, scale, bias, source_ids)  # (B, h, T, T)
             kth = _kth_largest(logits, topk)  # (B, h, T, 1)
             attn = _masked_softmax_(logits, kth)  # fp32
             out = attn.to(v.dtype) @ v  # (B, h, T, d)
-        ctx.save_for_backward(q, k, v, kth)
+        ctx.save_for_backward(q, k, v, kth, bias, source_ids)
         ctx.scale = scale
         ctx.mark_non_differentiable(kth)
         return out, kth
 
     @staticmethod
     def backward(ctx, grad_out, _grad_kth):
-        q, k, v, kth = ctx.saved_tensors
+        q, k, v, kth, bias, source_ids = ctx.saved_tensors
         scale = ctx.scale
         with torch.autocast(q.device.type, enabled=False):
             attn = _masked_softmax_(
-                (q @ k.transpose(-2, -1)).mul_(scale), kth)  # (B, h, T, T)
+                _logits(q, k, scale, bias, source_ids), kth)  # (B, h, T, T)
             grad_out = grad_out.to(v.dtype)
             grad_v = attn.to(v.dtype).transpose(-2, -1) @ grad_out
             grad_attn = (grad_out @ v.transpose(-2, -1)).float()
             # dropped keys have attn = 0, so they get no gradient
             grad_logits = torch._softmax_backward_data(
-                grad_attn, attn, -1, torch.float32).mul_(scale).to(q.dtype)
+                grad_attn, attn, -1, torch.float32)
             del attn, grad_attn
+            grad_bias = None
+            if bias is not None and ctx.needs_input_grad[5]:
+                same = _same_source(source_ids)[:, None]  # (B, 1, T, T)
+                grad_bias = (grad_logits * same).sum(dim=(0, 2, 3)).to(
+                    bias.dtype)
+            grad_logits = grad_logits.mul_(scale).to(q.dtype)
             grad_q = grad_logits @ k
             grad_k = grad_logits.transpose(-2, -1) @ q
-        return grad_q, grad_k, grad_v, None, None
+        return grad_q, grad_k, grad_v, None, None, grad_bias, None
+
+
+def _same_source(source_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) source ids -> (B, T, T) bool: query and key are patches of
+    the same source (tokens of no source, id < 0, match nothing)."""
+    return (source_ids[:, :, None] == source_ids[:, None, :]) & (
+        source_ids >= 0)[:, :, None]
+
+
+def _logits(q, k, scale: float, bias: Optional[torch.Tensor],
+            source_ids: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B, h, T, T) ``q k^T * scale``, plus ``bias[h]`` where query and key
+    come from the same source."""
+    logits = (q @ k.transpose(-2, -1)).mul_(scale)
+    if bias is not None:
+        same = _same_source(source_ids)[:, None].to(logits.dtype)
+        logits.add_(same * bias.to(logits.dtype).view(1, -1, 1, 1))
+    return logits
 
 
 def _masked_softmax_(logits: torch.Tensor,
@@ -82,29 +107,43 @@ def _kth_largest(logits: torch.Tensor, topk: int) -> torch.Tensor:
         dim=-1, keepdim=True)
 
 
-def topk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                   topk: int,
-                   scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def topk_attention(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        topk: int,
+        scale: float,
+        bias: Optional[torch.Tensor] = None,
+        source_ids: Optional[torch.Tensor] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Homologous attention's core, memory-lean (:class:`_TopKAttention`).
 
     Args:
         q, k, v (Tensor): (B, h, T, d).
         topk (int): keys kept per query; ties at the k-th logit are kept.
         scale (float): logit scale, ``d ** -0.5``.
+        bias (Tensor, optional): (h,) added to the logits of keys from the
+            query's own source (needs ``source_ids``).
+        source_ids (Tensor, optional): (B, T) source of each token, < 0 for
+            none.
 
     Returns:
         tuple: ``(out, kth)``, the (B, h, T, d) output and the (B, h, T, 1)
         k-th largest logit of every query (detached).
     """
-    return _TopKAttention.apply(q, k, v, topk, scale)
+    return _TopKAttention.apply(q, k, v, topk, scale, bias, source_ids)
 
 
 def topk_attention_reference(q, k, v, topk: int, scale: float,
-                             dropout: float = 0.) -> torch.Tensor:
+                             dropout: float = 0., bias=None,
+                             source_ids=None) -> torch.Tensor:
     """The same attention with the plain autograd graph, which keeps the
     selection and the softmax ((B, h, T, T) each) for backward. Used when
     attention dropout is on, and by the tests as the reference."""
     logits = (q @ k.transpose(-2, -1)).mul_(scale)
+    if bias is not None:
+        logits = logits + _same_source(source_ids)[:, None] * bias.view(
+            1, -1, 1, 1)
     with torch.no_grad():  # the selection itself carries no gradient
         drop = logits < _kth_largest(logits, topk)
     attn = logits.masked_fill(drop, float('-inf')).softmax(dim=-1)
@@ -152,7 +191,8 @@ class HomologousAttention(MultiheadAttention):
                 x: torch.Tensor,
                 topk: Optional[int] = None,
                 source_ids: Optional[torch.Tensor] = None,
-                qk_segments: Optional[torch.Tensor] = None) -> torch.Tensor:
+                qk_segments: Optional[torch.Tensor] = None,
+                homo_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
         Args:
             x (Tensor): (B, T, C) tokens.
@@ -164,6 +204,9 @@ class HomologousAttention(MultiheadAttention):
                 to the inputs of the query and key projections only (not to
                 the values or the residual stream): token t gets row
                 ``source_ids[t]``, tokens of no source nothing. Needs
+                ``source_ids``.
+            homo_bias (Tensor, optional): (h,) added, per head, to the
+                logits of the keys from the query's own source. Needs
                 ``source_ids``.
         """
         self.homologous_precision = None
@@ -186,14 +229,16 @@ class HomologousAttention(MultiheadAttention):
         if not self.memory_lean or (self.training and self.attn_drop > 0):
             out = topk_attention_reference(
                 q, k, v, topk, scale,
-                self.attn_drop if self.training else 0.)
+                self.attn_drop if self.training else 0., homo_bias,
+                source_ids)
             kth = None
         else:
-            out, kth = topk_attention(q, k, v, topk, scale)
+            out, kth = topk_attention(q, k, v, topk, scale, homo_bias,
+                                      source_ids)
         if self.record_keep or (self.record_precision
                                 and source_ids is not None):
             with torch.no_grad():  # diagnostics: recompute the selection
-                logits = (q @ k.transpose(-2, -1)).mul_(scale)
+                logits = _logits(q, k, scale, homo_bias, source_ids)
                 if kth is None:
                     kth = _kth_largest(logits, topk)
                 keep = logits >= kth  # (B, h, T, T)
