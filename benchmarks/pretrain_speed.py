@@ -38,7 +38,7 @@ VARIANTS = {
     'MixedAE-Full V=2':
     'configs/mixedae/mixedae-full-v2_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
     'MixedAE-Full V=4':
-    'configs/mixedae/mixedae-full-v4_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    'configs/mixedae/mixedae-full-v4_vit-base-p16_8xb256-accum2-amp-coslr-300e_in1k.py',
     'naive mixing':
     'configs/mixedae/mixedae-naive_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
 }

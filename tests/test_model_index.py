@@ -138,15 +138,20 @@ def _config(path):
 
 
 def test_metadata_numbers_are_the_configs():
-    """Epochs, the total batch (GPUs x per-GPU batch from the config name,
-    the per-GPU one also in the config) and the pre-training epochs."""
+    """Epochs, the total batch (GPUs x per-GPU batch x accumulation steps
+    from the config name, the per-GPU batch and the accumulation also in
+    the config) and the pre-training epochs."""
     checked = 0
     for _, m in _raw_models():
         meta, cfg = m['Metadata'], _config(m['Config'])
         gpus, per_gpu = map(int, re.search(r'_(\d+)xb(\d+)',
                                            m['Config']).groups())
+        accum = re.search(r'-accum(\d+)', m['Config'])
+        accum = int(accum.group(1)) if accum else 1
         assert cfg.train_dataloader.batch_size == per_gpu, m['Config']
-        assert meta['Batch Size'] == gpus * per_gpu, m['Name']
+        assert cfg.optim_wrapper.get('accumulative_counts', 1) == accum, \
+            m['Config']
+        assert meta['Batch Size'] == gpus * per_gpu * accum, m['Name']
         if 'max_epochs' in cfg.train_cfg:
             assert meta['Epochs'] == cfg.train_cfg.max_epochs, m['Name']
         else:  # iteration-based (ADE20K, 160k)
