@@ -174,7 +174,7 @@ def test_warnings_below_chance_and_at_the_homocon_floor(tmp_path):
     try:
         model = runner.model
         model.log_step = True
-        floor = model.head.homocon_loss.floor(16)  # 0.1 * ln 15
+        floor = model.head.homocon_loss.floor(64, 4)  # about 0.1 * ln 15
         hook.after_train_iter(runner, 0, outputs=dict(
             homo_prec_l0=torch.tensor(.24), homo_prec_l5=torch.tensor(.10),
             loss_homocon=torch.tensor(floor * 1.01)))

@@ -143,13 +143,33 @@ def test_batch_negatives_defeat_the_slot_shortcut():
     image = MODELS.build(dict(cfg, negatives='image'))
     batch = MODELS.build(dict(cfg, negatives='batch'))
     K = 4
-    floor = image.floor(K)
-    assert floor == pytest.approx(math.log(K - 1))
+    # the 4 slot directions are orthogonal, not a simplex: at t = 0.02 the
+    # floor (simplex) and these features both give ln(K - 1) to 1e-4
+    floor = image.floor(16, 4)
+    assert floor == pytest.approx(math.log(K - 1), abs=1e-4)
     assert image(feats, slots) == pytest.approx(floor, abs=1e-4)
     # with the other images' same slot as negatives, identical features
     # cost ln(#same-slot patches - 1) instead of ln(K - 1)
     assert batch(feats, slots) == pytest.approx(math.log(8 * K - 1),
                                                 abs=1e-3)
+
+
+def test_homocon_floor_is_reached_by_simplex_clusters():
+    # G = 4 sources on a regular simplex (cosine -1/3), K = 4 patches each
+    simplex = torch.eye(4) - 0.25
+    simplex = F.normalize(simplex, dim=1)
+    slots = torch.arange(16).remainder(4).expand(2, 16)
+    feats = simplex[slots]
+    for t in (0.25, 1.0):
+        loss = MODELS.build(dict(type='HomologousContrastiveLoss',
+                                 temperature=t, loss_weight=1.0))
+        assert float(loss(feats, slots)) == pytest.approx(
+            loss.floor(16, 4), abs=1e-5)
+        # any other arrangement is above it: orthogonal sources
+        ortho = torch.eye(4)[slots]
+        assert float(loss(ortho, slots)) > loss.floor(16, 4) + 1e-3
+    # at t = 1 the floor is far above ln(K - 1): HomoCon cannot saturate
+    assert loss.floor(16, 4) > math.log(3) + 0.3
 
 
 def test_projector_is_part_of_the_head_and_trained():

@@ -8,10 +8,10 @@ against the iteration, from the run's ``scalars.json``, as a labelled PNG.
         RUN2/scalars.json --labels "paper reading" "new default" --out cmp.png
 
 Reference lines: the precision of a random selection (chance, K / (N + 1)
-own-source keys) and HomoCon's analytic floor, ``loss_weight * ln(K - 1)``.
-Both are read from the ``config.py`` that mmengine saves next to
-``scalars.json``; ``--group-size``, ``--num-patches`` and
-``--homocon-weight`` override or replace them.
+own-source keys) and HomoCon's analytic floor (the loss of features
+clustered by source as well as unit vectors can be,
+``mixedae.models.losses.homocon_floor``). Both are computed from the
+``config.py`` that mmengine saves next to ``scalars.json``.
 """
 import argparse
 import json
@@ -33,30 +33,29 @@ def read_scalars(path: str) -> List[dict]:
     return train
 
 
-def reference_values(scalars_path: str, group_size: Optional[int] = None,
-                     num_patches: Optional[int] = None,
-                     homocon_weight: Optional[float] = None) -> Dict:
+def reference_values(scalars_path: str) -> Dict:
     """Chance precision and HomoCon floor of a run, from the config saved
     beside its ``scalars.json`` (``None`` where they cannot be known)."""
-    cfg_path = osp.join(osp.dirname(scalars_path), 'config.py')
-    if osp.isfile(cfg_path) and None in (group_size, num_patches,
-                                         homocon_weight):
-        from mmengine.config import Config
-        model = Config.fromfile(cfg_path).model
-        bb = model.get('backbone', {})
-        if group_size is None and 'mix_ratio' in bb:
-            group_size = round(1 / bb['mix_ratio'])
-        if num_patches is None and 'img_size' in bb:
-            num_patches = (bb['img_size'] // bb.get('patch_size', 16))**2
-        homocon = model.get('head', {}).get('homocon_loss')
-        if homocon_weight is None and homocon:
-            homocon_weight = homocon.get('loss_weight', 0.1)
     out = dict(chance=None, floor=None)
-    if group_size and num_patches:
-        K = num_patches // group_size
-        out['chance'] = K / (num_patches + 1)
-        if homocon_weight:
-            out['floor'] = homocon_weight * math.log(max(K - 1, 1))
+    cfg_path = osp.join(osp.dirname(scalars_path), 'config.py')
+    if not osp.isfile(cfg_path):
+        return out
+    from mmengine.config import Config
+    cfg = Config.fromfile(cfg_path)
+    bb = cfg.model.get('backbone', {})
+    if 'mix_ratio' not in bb or 'img_size' not in bb:
+        return out  # not a MixedAE run (MAE): no references
+    G = round(1 / bb['mix_ratio'])
+    N = (bb['img_size'] // bb.get('patch_size', 16))**2
+    out['chance'] = (N // G) / (N + 1)
+    homocon = cfg.model.get('head', {}).get('homocon_loss')
+    if homocon:
+        from mmpretrain.registry import MODELS
+
+        import mixedae  # noqa: F401  (registers the loss)
+        loss = MODELS.build(homocon)
+        images = cfg.train_dataloader.batch_size // G * bb.get('num_views', 1)
+        out['floor'] = loss.floor(N, G, images)
     return out
 
 
@@ -150,12 +149,6 @@ def parse_args(argv=None):
     parser.add_argument('--labels', nargs='+',
                         help='one per run (default: the run directories)')
     parser.add_argument('--title')
-    parser.add_argument('--group-size', type=int,
-                        help='G, for the chance line')
-    parser.add_argument('--num-patches', type=int,
-                        help='N, for the chance line')
-    parser.add_argument('--homocon-weight', type=float,
-                        help='lambda, for the HomoCon floor line')
     args = parser.parse_args(argv)
     if args.labels and len(args.labels) != len(args.scalars):
         parser.error(f'--labels has {len(args.labels)} names for '
@@ -171,8 +164,7 @@ def main(argv=None) -> str:
             osp.dirname(osp.dirname(osp.dirname(osp.abspath(path)))))
         runs.append(dict(
             label=label, records=read_scalars(path),
-            ref=reference_values(path, args.group_size, args.num_patches,
-                                 args.homocon_weight)))
+            ref=reference_values(path)))
     out = plot(runs, args.out, args.title)
     print(f'Wrote {out}')
     return out

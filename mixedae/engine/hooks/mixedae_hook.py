@@ -32,7 +32,7 @@ class MixedAEHook(Hook):
       share ``K / (N + 1)`` of own-source keys in a random selection, by
       more than ``prec_margin``; or when ``loss_homocon`` is within
       ``floor_margin`` (relative) of its analytic floor
-      ``loss_weight * ln(K - 1)``, i.e. HomoCon is solved and gives no more
+      (:func:`homocon_floor`), i.e. HomoCon is solved and gives no more
       signal.
 
     Args:
@@ -135,15 +135,18 @@ class MixedAEHook(Hook):
                     'attention layer keeps mostly keys of other sources.')
         homocon = getattr(model.head, 'homocon_loss', None)
         if homocon is not None and 'loss_homocon' in outputs:
-            floor = homocon.floor(K)
+            images = (runner.train_dataloader.batch_size //
+                      backbone.group_size * backbone.num_views)
+            floor = homocon.floor(backbone.num_patches, backbone.group_size,
+                                  images)
             value = float(outputs['loss_homocon'])
             if floor > 0 and value <= floor * (1 + self.floor_margin):
                 self._warn(
                     runner, 'loss_homocon',
                     f'loss_homocon = {value:.4f} is at its floor '
-                    f'{floor:.4f} (loss_weight * ln(K - 1), K = {K}): the '
-                    'features are already clustered by source, HomoCon '
-                    'gives no more learning signal.')
+                    f'{floor:.4f} (sources clustered as well as unit '
+                    'vectors can be): the features are already clustered '
+                    'by source, HomoCon gives no more learning signal.')
 
     def after_train(self, runner) -> None:
         self._model(runner).log_step = True

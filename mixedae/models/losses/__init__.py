@@ -1,3 +1,4 @@
-from .homologous_contrastive_loss import HomologousContrastiveLoss
+from .homologous_contrastive_loss import (HomologousContrastiveLoss,
+                                          homocon_floor)
 
-__all__ = ['HomologousContrastiveLoss']
+__all__ = ['HomologousContrastiveLoss', 'homocon_floor']

@@ -9,6 +9,31 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
 
+def homocon_floor(num_patches: int, group_size: int, temperature: float,
+                  num_images: int = 1) -> float:
+    """The infimum of the (unweighted) HomoCon loss.
+
+    One softmax holds M = ``num_images`` x N patches of C = ``num_images`` x
+    G sources, K = N / G each. With each source's patches on one unit
+    vector and the C vectors on a regular simplex (cosine -1 / (C - 1): the
+    best C unit vectors can do, given enough dimensions), every patch sees
+    K - 1 positives at cosine 1 and M - K negatives at -1 / (C - 1):
+
+        ln( (K - 1) + (M - K) exp(-(1 + 1 / (C - 1)) / t) ).
+
+    Args:
+        num_patches (int): N, patches per mixed image.
+        group_size (int): G, sources per mixed image.
+        temperature (float): t.
+        num_images (int): mixed images in one softmax (1 for
+            ``negatives='image'``).
+    """
+    K = num_patches // group_size
+    C, M = num_images * group_size, num_images * num_patches
+    gap = 1 + 1 / (C - 1)
+    return math.log(max(K - 1, 1) + (M - K) * math.exp(-gap / temperature))
+
+
 @MODELS.register_module()
 class HomologousContrastiveLoss(BaseModule):
     """Supervised-contrastive loss over the patches of mixed images.
@@ -29,9 +54,11 @@ class HomologousContrastiveLoss(BaseModule):
     (``L = L_rec + loss_weight * L_homocon``). The defaults are this
     toolbox's choice: the slides give none.
 
-    With K patches per source the loss cannot go below ``ln(K - 1)`` (all
-    the softmax mass spread evenly over the K - 1 positives, whichever the
-    negatives); :meth:`floor` gives it, weighted.
+    The loss has a floor that features reach once they are clustered by
+    source as well as unit vectors can be: every source's patches on one
+    point, the sources on a regular simplex (cosine -1 / (C - 1) between
+    the C sources of one softmax). :func:`homocon_floor` gives it; at a
+    low temperature it tends to ``ln(K - 1)``.
 
     Args:
         temperature (float): softmax temperature. Defaults to 0.25.
@@ -78,10 +105,14 @@ class HomologousContrastiveLoss(BaseModule):
                 nn.Linear(projector['hid_channels'],
                           projector['out_channels']))
 
-    def floor(self, patches_per_source: int) -> float:
-        """The weighted loss's lower bound, ``loss_weight * ln(K - 1)``
-        (0 for K = 1)."""
-        return self.loss_weight * math.log(max(patches_per_source - 1, 1))
+    def floor(self, num_patches: int, group_size: int,
+              num_images: int = 1) -> float:
+        """The weighted loss's floor (:func:`homocon_floor`) for mixed
+        images of ``num_patches`` patches from ``group_size`` sources,
+        ``num_images`` mixed images per batch (``negatives='batch'``)."""
+        return self.loss_weight * homocon_floor(
+            num_patches, group_size, self.temperature,
+            num_images if self.negatives == 'batch' else 1)
 
     def forward(self, feats: torch.Tensor,
                 source_ids: torch.Tensor) -> torch.Tensor:
