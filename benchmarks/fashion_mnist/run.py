@@ -78,18 +78,30 @@ def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
     return out
 
 
+# a 2-layer MLP between the encoder and HomoCon (SimCLR's projection head)
+PROJECTOR = dict(in_channels=192, hid_channels=512, out_channels=128)
+
 # method -> (pre-training config, config overrides)
 METHODS = {
     'MAE': (MAE_CFG, {}),
     'naive mixing': (MIXEDAE_CFG, _mixedae(homo_layers=[], homocon=False)),
-    'MixedAE w/o HomoCon': (MIXEDAE_CFG, _mixedae(homocon=False)),
+    # the default recipe (docs/homologous_recognition.md): no segment
+    # embedding, a non-negative homologous bias in every HomoAtt layer,
+    # HomoCon on a projector
+    'MixedAE': (MIXEDAE_CFG, _mixedae(segment_embed=None, homo_bias=1.0,
+                                      loss=dict(projector=PROJECTOR))),
+    'MixedAE w/o HomoCon': (MIXEDAE_CFG, _mixedae(
+        segment_embed=None, homo_bias=1.0, homocon=False)),
     # our first reading of the paper: segment embedding on the tokens,
     # HomoCon on the final features against the other sources of the image
-    'MixedAE': (MIXEDAE_CFG, _mixedae()),
+    'MixedAE (paper reading)': (MIXEDAE_CFG, _mixedae()),
 }
-# Diagnosis variants (docs/homologous_recognition.md): each changes one
-# thing of 'MixedAE' above; pre-trained and probed like the methods.
+# Diagnosis variants (docs/homologous_recognition.md): each changes one or
+# two things of 'MixedAE (paper reading)' (those up to 'segment embedding
+# in attention, init std 1') or of 'MixedAE'; pre-trained and probed like
+# the methods.
 VARIANTS = {
+    'paper reading w/o HomoCon': _mixedae(homocon=False),
     'no segment embedding': _mixedae(segment_embed=None),
     'no segment embedding, no HomoCon': _mixedae(segment_embed=None,
                                                  homocon=False),
@@ -100,8 +112,7 @@ VARIANTS = {
     'HomoCon tau 0.1': _mixedae(loss=dict(temperature=0.1)),
     'HomoCon tau 1.0': _mixedae(loss=dict(temperature=1.0)),
     'HomoCon before the last block': _mixedae(layer=4),
-    'HomoCon on a projector': _mixedae(loss=dict(projector=dict(
-        in_channels=192, hid_channels=512, out_channels=128))),
+    'HomoCon on a projector': _mixedae(loss=dict(projector=PROJECTOR)),
     'HomoCon with batch negatives': _mixedae(loss=dict(negatives='batch')),
     'segment embedding in attention': _mixedae(segment_embed='attention'),
     'segment embedding in attention, no HomoCon': _mixedae(
@@ -110,11 +121,15 @@ VARIANTS = {
         segment_embed='attention', loss=dict(negatives='batch')),
     'segment embedding in attention, init std 1': _mixedae(
         segment_embed='attention', segment_embed_std=1.0),
+    # 'MixedAE' without the projector, with batch negatives, ...
     'homologous bias': _mixedae(segment_embed=None, homo_bias=1.0),
     'homologous bias, batch negatives': _mixedae(
         segment_embed=None, homo_bias=1.0, loss=dict(negatives='batch')),
-    'homologous bias, no HomoCon': _mixedae(
-        segment_embed=None, homo_bias=1.0, homocon=False),
+    'homologous bias 0.5, projector': _mixedae(
+        segment_embed=None, homo_bias=0.5, loss=dict(projector=PROJECTOR)),
+    'homologous bias, projector, batch negatives': _mixedae(
+        segment_embed=None, homo_bias=1.0,
+        loss=dict(projector=PROJECTOR, negatives='batch')),
 }
 METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
 FLOOR = 'random init'
@@ -738,8 +753,9 @@ def parse_args(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+')
     parser.add_argument('--methods', nargs='+', choices=list(METHODS),
                         metavar='METHOD',
-                        default=['MAE', 'naive mixing', 'MixedAE w/o HomoCon',
-                                 'MixedAE'],
+                        default=['MAE', 'naive mixing', 'MixedAE',
+                                 'MixedAE w/o HomoCon',
+                                 'MixedAE (paper reading)'],
                         help=f'any of {list(METHODS)}')
     parser.add_argument('--metrics', nargs='+', choices=METRICS,
                         default=list(METRICS))
