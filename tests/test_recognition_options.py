@@ -207,6 +207,10 @@ def test_bad_recognition_keys_name_the_key(backbone, match):
     ('neck', 'in_chans', 1, 'model.neck.in_chans'),
     ('head', 'patch_size', 16, 'model.head.patch_size'),
     ('head', 'in_channels', 1, 'model.head.in_channels'),
+    ('head', 'homocon_loss', dict(
+        type='HomologousContrastiveLoss',
+        projector=dict(in_channels=32, hid_channels=8, out_channels=8)),
+     'projector.in_channels'),
 ])
 def test_parts_that_do_not_fit_are_refused_when_built(part, key, value,
                                                       match):

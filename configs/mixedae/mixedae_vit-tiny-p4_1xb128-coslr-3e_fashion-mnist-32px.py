@@ -1,8 +1,9 @@
 # The CPU demo (`make demo`): a small MixedAE on Fashion-MNIST train
 # (60k real 28x28 images, no labels), resized to 32 px, patch 4 (N = 64),
-# r = 0.25 (G = 4, K = 16); a few minutes on 2 cores. Leaves the log, the
-# checkpoints and, per group, the sources, the mixed image and each source's
-# reconstruction in work_dirs/.../vis/.
+# r = 0.25 (G = 4, K = 16); the default recipe (homologous bias, no segment
+# embedding, HomoCon on a projector: docs/homologous_recognition.md).
+# Leaves the log, the checkpoints and, per group, the sources, the mixed
+# image and each source's reconstruction in work_dirs/.../vis/.
 _base_ = ['../_base_/default_runtime.py', '../_base_/mixedae_runtime.py']
 
 model = dict(
@@ -24,7 +25,8 @@ model = dict(
         patch_cfg=dict(in_channels=1),
         mix_ratio=0.25,
         num_views=1,
-        segment_embed='tokens',
+        segment_embed=None,
+        homo_bias=1.0,
         homo_layers='all',
         homo_topk=None),
     neck=dict(
@@ -44,8 +46,11 @@ model = dict(
         in_channels=1,
         loss=dict(type='PixelReconstructionLoss', criterion='L2'),
         homocon_loss=dict(
-            type='HomologousContrastiveLoss', temperature=0.25,
-            loss_weight=0.1)),
+            type='HomologousContrastiveLoss',
+            temperature=0.25,
+            loss_weight=0.1,
+            projector=dict(
+                in_channels=192, hid_channels=512, out_channels=128))),
     init_cfg=[
         dict(type='Xavier', layer='Linear', distribution='uniform'),
         dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)

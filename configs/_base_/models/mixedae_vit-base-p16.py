@@ -1,5 +1,9 @@
 # MixedAE with ViT-B/16: r = 0.25 (groups of G = 4), homologous attention in
-# every layer with top-k = K = rN, segment embedding, HomoCon regulariser.
+# every layer with top-k = K = rN and a learnable non-negative homologous
+# bias (no segment embedding), HomoCon on a projector as the regulariser.
+# Why this recipe and not our first reading of the paper (segment embedding
+# on the tokens, HomoCon on the encoder output, still available as
+# configs/mixedae/mixedae-paper-reading_*.py): docs/homologous_recognition.md.
 model = dict(
     type='MixedAE',
     backbone=dict(
@@ -8,7 +12,8 @@ model = dict(
         patch_size=16,
         mix_ratio=0.25,
         num_views=1,
-        segment_embed='tokens',
+        segment_embed=None,
+        homo_bias=1.0,
         homo_layers='all',
         homo_topk=None),  # None: K = mix_ratio * num_patches
     neck=dict(
@@ -27,8 +32,11 @@ model = dict(
         patch_size=16,
         loss=dict(type='PixelReconstructionLoss', criterion='L2'),
         homocon_loss=dict(
-            type='HomologousContrastiveLoss', temperature=0.25,
-            loss_weight=0.1)),
+            type='HomologousContrastiveLoss',
+            temperature=0.25,
+            loss_weight=0.1,
+            projector=dict(
+                in_channels=768, hid_channels=2048, out_channels=256))),
     init_cfg=[
         dict(type='Xavier', layer='Linear', distribution='uniform'),
         dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)

@@ -73,6 +73,14 @@ class MixedAE(BaseSelfSupervisor):
                 f'`model.head.in_channels`={head.in_channels}, but the '
                 f'encoder takes {C} channels '
                 '(`model.backbone.patch_cfg.in_channels`)')
+        homocon = getattr(head, 'homocon_loss', None)
+        projector = getattr(homocon, 'projector', None)
+        if projector is not None and \
+                projector[0].in_features != bb.embed_dims:
+            problems.append(
+                '`model.head.homocon_loss.projector.in_channels`='
+                f'{projector[0].in_features}, but the encoder is '
+                f'{bb.embed_dims} wide (`model.backbone.arch`)')
         if problems:
             raise ValueError('The MixedAE parts do not fit together: ' +
                              '; '.join(problems) + '.')

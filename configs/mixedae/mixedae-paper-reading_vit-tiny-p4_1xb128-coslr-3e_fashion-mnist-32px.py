@@ -1,0 +1,8 @@
+# The CPU demo with MixedAE as we first read the paper: segment embedding on
+# the tokens, homologous attention from the content alone, HomoCon on the
+# encoder's output features (docs/homologous_recognition.md).
+_base_ = './mixedae_vit-tiny-p4_1xb128-coslr-3e_fashion-mnist-32px.py'
+
+model = dict(
+    backbone=dict(segment_embed='tokens', homo_bias=None),
+    head=dict(homocon_loss=dict(projector=None)))
