@@ -65,16 +65,15 @@ def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
     out = {
         'model.backbone.segment_embed': segment_embed,
         'model.backbone.homo_layers': homo_layers,
+        'model.backbone.homo_bias': homo_bias,
         'model.backbone.homocon_layer': homocon_keys.pop('layer', -1),
         'model.head.homocon_loss': loss if homocon else None,
     }
     assert not homocon_keys, homocon_keys
-    # keys added after the first cached runs: only when not the default,
-    # so that those runs' cache keys stay valid
+    # added after the first cached runs: only when not the default (the
+    # config's), so that those runs' cache keys stay valid
     if segment_embed_std != 0.02:
         out['model.backbone.segment_embed_std'] = segment_embed_std
-    if homo_bias is not None:
-        out['model.backbone.homo_bias'] = homo_bias
     return out
 
 
@@ -621,6 +620,18 @@ def write_results(out_dir: str, table: str, **result) -> dict:
     return result
 
 
+def homocon_floor_of(method: str, batch_size: int) -> Optional[float]:
+    """The weighted HomoCon floor of a MixedAE method's settings (None
+    without HomoCon): 64 patches, 4 sources, as the demo config."""
+    from mixedae.models.losses import homocon_floor
+    loss = METHODS.get(method, (None, {}))[1].get('model.head.homocon_loss')
+    if not loss:
+        return None
+    images = batch_size // 4 if loss['negatives'] == 'batch' else 1
+    return loss['loss_weight'] * homocon_floor(64, 4, loss['temperature'],
+                                               images)
+
+
 def precision_cells(runs: List[dict], method: str,
                     num_layers: int) -> List[str]:
     """Mean over seeds of each layer's final homologous precision."""
@@ -688,17 +699,20 @@ def markdown(summary: Dict[str, dict], settings: dict,
         lines += [
             '', 'Homologous precision per layer at the end of pre-training '
             '(mean over seeds; chance 16/65 = 0.25), and the final HomoCon '
-            'loss:', '',
+            'loss next to its floor (features clustered by source as well '
+            'as unit vectors can be):', '',
             '| method | ' + ' | '.join(f'l{i}' for i in range(L)) +
-            ' | loss_homocon |', '|---|' + '---:|' * (L + 1)
+            ' | loss_homocon | its floor |', '|---|' + '---:|' * (L + 2)
         ]
         for method in with_prec:
             vals = [r['final_scalars']['loss_homocon'] for r in runs
                     if r['method'] == method
                     and 'loss_homocon' in r.get('final_scalars', {})]
-            lines.append('| {} | {} | {} |'.format(
+            floor = homocon_floor_of(method, settings['batch_size'])
+            lines.append('| {} | {} | {} | {} |'.format(
                 method, ' | '.join(precision_cells(runs, method, L)),
-                f'{statistics.fmean(vals):.4f}' if vals else '–'))
+                f'{statistics.fmean(vals):.4f}' if vals else '–',
+                '–' if floor is None else f'{floor:.4f}'))
     return '\n'.join(lines) + '\n'
 
 
