@@ -56,6 +56,10 @@ def make(name, device, dtype, tiny):
                       decoder_embed_dim=32, decoder_depth=1,
                       decoder_num_heads=2)
         m.head.patch_size = 8
+        if m.head.get('homocon_loss') and m.head.homocon_loss.get(
+                'projector'):
+            m.head.homocon_loss.projector.update(
+                in_channels=64, hid_channels=64, out_channels=32)
     model = MODELS.build(m)
     model.init_weights()
     model.to(device).train()

@@ -1,7 +1,10 @@
 import copy
+import importlib.util
+import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 
 import mixedae  # noqa: F401  (registers the modules)
 from mmpretrain.registry import MODELS
@@ -68,3 +71,57 @@ def mmpretrain_default_scope():
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         yield
+
+
+# ------------------------------------------------ short real runs of the demo
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-'
+                '3e_fashion-mnist-32px.py')
+DATA = osp.join(ROOT, 'data/fashion_mnist')
+# the demo model at 64 wide and 2 layers: the overrides of `model`
+SMALL_MODEL = dict(
+    backbone=dict(arch=dict(embed_dims=64, num_layers=2, num_heads=2,
+                            feedforward_channels=128)),
+    neck=dict(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
+              decoder_num_heads=2),
+    head=dict(homocon_loss=dict(projector=dict(
+        in_channels=64, hid_channels=64, out_channels=32))))
+
+
+def require_fashion_mnist():
+    """Tests on real data fail (never skip) without it."""
+    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
+        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+
+
+def demo_cfg(work_dir, num_images=256, batch_size=32, small=False,
+             config=DEMO):
+    """The demo config shrunk for a test: ``num_images`` Fashion-MNIST
+    training images in batches of ``batch_size``, one epoch at a constant
+    lr, no workers, logged every 2 iterations; with ``small`` the 64-wide,
+    2-layer model (:data:`SMALL_MODEL`)."""
+    require_fashion_mnist()
+    cfg = Config.fromfile(config)
+    cfg.work_dir = str(work_dir)
+    loader = cfg.train_dataloader
+    loader.dataset.data_root = DATA
+    loader.dataset.indices = num_images
+    loader.batch_size = batch_size
+    loader.num_workers = 0
+    loader.persistent_workers = False
+    cfg.train_cfg.max_epochs = 1
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
+    cfg.default_hooks.logger.interval = 2
+    if small:
+        cfg.merge_from_dict(dict(model=copy.deepcopy(SMALL_MODEL)))
+    return cfg
+
+
+def load_script(rel_path: str):
+    """A script of the repository (not a package module) as a module."""
+    name = osp.splitext(osp.basename(rel_path))[0]
+    spec = importlib.util.spec_from_file_location(name,
+                                                  osp.join(ROOT, rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,17 +1,12 @@
 """The prepared GPU check and the memory estimate run end to end (the GPU
 check on the CPU with tiny models: its plumbing, not its numbers)."""
-import importlib.util
 import os.path as osp
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import ROOT, load_script
 
 
 def _load(name):
-    path = osp.join(ROOT, 'benchmarks', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f'benchmarks/{name}.py')
 
 
 def test_gpu_check_plumbing_on_cpu(tmp_path):

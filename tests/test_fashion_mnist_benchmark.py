@@ -1,27 +1,15 @@
 """The Fashion-MNIST benchmark harness: its k-NN on cases with a known
 answer, and one tiny end-to-end run (real data, real Runners) that writes
 results.json and results.md."""
-import importlib.util
 import json
 import math
-import os.path as osp
 
 import pytest
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DATA = osp.join(ROOT, 'data/fashion_mnist')
+from conftest import DATA, load_script, require_fashion_mnist
 
-
-def _load_harness():
-    path = osp.join(ROOT, 'benchmarks/fashion_mnist/run.py')
-    spec = importlib.util.spec_from_file_location('fashion_mnist_run', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_harness()
+bench = load_script('benchmarks/fashion_mnist/run.py')
 
 
 def test_knn_votes_by_cosine_similarity_with_temperature_weights():
@@ -71,8 +59,7 @@ def test_linear_probe_separates_separable_features():
 
 
 def test_harness_end_to_end_writes_json_and_markdown(tmp_path):
-    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
-        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+    require_fashion_mnist()
     out = tmp_path / 'bench'
     result = bench.main([
         '--smoke', '--methods', 'MixedAE', '--out-dir', str(out),
@@ -112,13 +99,9 @@ def test_harness_end_to_end_writes_json_and_markdown(tmp_path):
     assert f'{knn:.1f}' in rows['MixedAE']
 
 
-@pytest.mark.skipif(not osp.exists(osp.join(DATA, 'train-images-idx3-ubyte')),
-                    reason='Fashion-MNIST not prepared (make data)')
 def test_trivial_loss_is_the_norm_pix_loss_of_predicting_zero():
-    path = osp.join(ROOT, 'benchmarks/fashion_mnist/trivial_loss.py')
-    spec = importlib.util.spec_from_file_location('trivial_loss', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    require_fashion_mnist()
+    module = load_script('benchmarks/fashion_mnist/trivial_loss.py')
     with torch.no_grad():
         out = module.main(['--num', '64', '--data-root', DATA])
     flat, near = out['flat_patches'], out['near_flat_patches']

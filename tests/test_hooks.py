@@ -1,39 +1,27 @@
 """ThroughputHook and RNGStateHook in a short real run of the demo config."""
 import glob
 import json
-import os.path as osp
 import random
 
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from conftest import demo_cfg
 from mixedae.engine.hooks import ThroughputHook
 from mixedae.engine.hooks.rng_state_hook import get_rng_states, set_rng_states
 from mixedae.utils.checkpoint import load_checkpoint_safely
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(
-    ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-3e_'
-    'fashion-mnist-32px.py')
-DATA = osp.join(ROOT, 'data/fashion_mnist')
-
-
 def small_demo_cfg(work_dir):
-    """The demo config with a 2-layer, 64-dim model, reading the 10k test
-    images (faster to load; labels are unused)."""
-    cfg = Config.fromfile(DEMO)
-    cfg.work_dir = str(work_dir)
-    cfg.model.backbone.arch = dict(
-        embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
-    cfg.model.neck.update(
-        embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
-        decoder_num_heads=2)
-    cfg.train_dataloader.dataset.data_root = DATA
+    """The 64-wide, 2-layer demo on 16 of the 10k test images (faster to
+    load; labels are unused), 2 epochs of 2 iterations, logged every
+    iteration."""
+    cfg = demo_cfg(work_dir, num_images=16, batch_size=8, small=True)
     cfg.train_dataloader.dataset.test_mode = True
+    cfg.train_cfg.max_epochs = 2
+    cfg.default_hooks.logger.interval = 1
     return cfg
 
 
@@ -62,17 +50,8 @@ class _RecordRNGAfterEpoch(Hook):
 def trained(tmp_path_factory):
     """2 epochs of 2 iterations of 8 images (a checkpoint after each) with
     both hooks, logged every iteration."""
-    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
-        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
     work_dir = tmp_path_factory.mktemp('hooks')
     cfg = small_demo_cfg(work_dir)
-    cfg.train_dataloader.dataset.indices = 16
-    cfg.train_dataloader.batch_size = 8
-    cfg.train_dataloader.num_workers = 0
-    cfg.train_dataloader.persistent_workers = False
-    cfg.train_cfg.max_epochs = 2
-    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
-    cfg.default_hooks.logger.interval = 1
     cfg.log_processor = dict(window_size=1)
     cfg.custom_hooks = [
         dict(type='ThroughputHook', window_size=1),

@@ -3,21 +3,14 @@ hook's checks and warnings, on the model and on short real runs."""
 import glob
 import json
 import logging
-import os.path as osp
 from collections import OrderedDict
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
-from conftest import build_tiny
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-'
-                '3e_fashion-mnist-32px.py')
-DATA = osp.join(ROOT, 'data/fashion_mnist')
+from conftest import build_tiny, demo_cfg
 SYNCS = ('item', 'tolist', '__bool__', '__float__', '__int__', 'cpu',
          'numpy')
 
@@ -97,16 +90,8 @@ def test_parse_losses_averages_since_the_last_logged_iteration():
 
 
 def _cfg(work_dir, **overrides):
-    cfg = Config.fromfile(DEMO)
-    cfg.work_dir = str(work_dir)
-    loader = cfg.train_dataloader
-    loader.dataset.data_root = DATA
-    loader.dataset.indices = 96
-    loader.batch_size = 16
-    loader.num_workers = 0
-    loader.persistent_workers = False
-    cfg.train_cfg.max_epochs = 1
-    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
+    """6 iterations of 16 images, printed every 4, with the hook."""
+    cfg = demo_cfg(work_dir, num_images=96, batch_size=16)
     cfg.default_hooks.logger.interval = 4
     cfg.default_hooks.checkpoint = None
     cfg.custom_hooks = [dict(type='MixedAEHook')]

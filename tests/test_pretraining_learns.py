@@ -3,35 +3,20 @@ default recipe) on Fashion-MNIST in which the reconstruction loss and
 HomoCon fall and every homologous-attention layer ends clearly above
 chance; and the training-curve plot of that run."""
 import glob
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.runner import Runner
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-'
-                '3e_fashion-mnist-32px.py')
-DATA = osp.join(ROOT, 'data/fashion_mnist')
+from conftest import demo_cfg, load_script
+
 CHANCE = 16 / 65  # K / (N + 1): own-source share of a random selection
 
 
-def short_run(work_dir, config=DEMO, seed=0):
+def short_run(work_dir, seed=0):
     """32 iterations of 32 images (~15 s on one core), printed every 4."""
-    if not osp.exists(osp.join(DATA, 'train-images-idx3-ubyte')):
-        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
-    cfg = Config.fromfile(config)
-    cfg.work_dir = str(work_dir)
-    loader = cfg.train_dataloader
-    loader.dataset.data_root = DATA
-    loader.dataset.indices = 1024
-    loader.batch_size = 32
-    loader.num_workers = 0
-    loader.persistent_workers = False
-    cfg.train_cfg.max_epochs = 1
+    cfg = demo_cfg(work_dir, num_images=1024, batch_size=32)
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1,
                                 by_epoch=False, begin=0, end=5)]
     cfg.default_hooks.logger.interval = 4
@@ -69,11 +54,7 @@ def test_pretraining_learns_and_recognises_homologous_patches(default_run):
 
 def test_training_curves_plot_of_the_run(default_run, tmp_path):
     path, records = default_run
-    spec = importlib.util.spec_from_file_location(
-        'plot_training_curves',
-        osp.join(ROOT, 'tools/analysis_tools/plot_training_curves.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script('tools/analysis_tools/plot_training_curves.py')
     # the reference lines come from the config saved beside scalars.json
     ref = tool.reference_values(path)
     assert ref['chance'] == pytest.approx(CHANCE)

@@ -11,18 +11,10 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from conftest import DATA, DEMO, ROOT, SMALL_MODEL, require_fashion_mnist
 from mixedae.engine.hooks.resume_config_check_hook import config_differences
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
-DEMO = osp.join(
-    CONFIGS, 'mixedae/mixedae_vit-tiny-p4_1xb128-coslr-3e_'
-    'fashion-mnist-32px.py')
-DATA = osp.join(ROOT, 'data/fashion_mnist')
-SMALL = dict(
-    embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
-SMALL_NECK = dict(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
-                  decoder_num_heads=2)
 
 
 def write_config(tmp_path):
@@ -31,7 +23,7 @@ def write_config(tmp_path):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(textwrap.dedent(f'''\
         _base_ = [{DEMO!r}]
-        model = dict(backbone=dict(arch={SMALL!r}), neck={SMALL_NECK!r})
+        model = {SMALL_MODEL!r}
         train_dataloader = dict(
             batch_size=4, num_workers=0, persistent_workers=False,
             dataset=dict(data_root={DATA!r}, test_mode=True, indices=8))
@@ -55,8 +47,7 @@ def run(cfg_file, work_dir, name, **options):
 
 
 def test_resume_with_changed_config_stops_naming_the_keys(tmp_path):
-    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
-        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+    require_fashion_mnist()
     cfg = write_config(tmp_path)
     work = tmp_path / 'work'
     run(cfg, work, 'first')

@@ -1,26 +1,14 @@
 """The Fashion-MNIST study's statistics and its per-run cache: paired
 differences against MAE with Student-t intervals, and a study that resumes
 from (and reports from) the runs it already finished."""
-import importlib.util
 import json
 import math
-import os.path as osp
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DATA = osp.join(ROOT, 'data/fashion_mnist')
+from conftest import DATA, load_script, require_fashion_mnist
 
-
-def _load_harness():
-    path = osp.join(ROOT, 'benchmarks/fashion_mnist/run.py')
-    spec = importlib.util.spec_from_file_location('fashion_mnist_run', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_harness()
+bench = load_script('benchmarks/fashion_mnist/run.py')
 
 
 def test_paired_differences_use_the_same_seed_and_a_t_interval():
@@ -44,8 +32,7 @@ def test_paired_differences_use_the_same_seed_and_a_t_interval():
 
 
 def test_study_resumes_from_its_cache_and_reports_from_it(tmp_path):
-    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
-        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+    require_fashion_mnist()
     out = tmp_path / 'study'
     args = ['--smoke', '--methods', 'MAE', 'naive mixing', '--no-floor',
             '--metrics', 'knn_top1', '--out-dir', str(out), '--data-root',

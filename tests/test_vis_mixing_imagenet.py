@@ -2,6 +2,7 @@
 ViT-B ImageNet config (top-level ``data_preprocessor``), on a few images
 composed on the fly in mmpretrain's ImageNet layout; the hook draws on rank
 0 only (two real gloo processes)."""
+import copy
 import glob
 import importlib.util
 import os
@@ -17,15 +18,15 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from conftest import ROOT, SMALL_MODEL
+
 VITB = osp.join(
     ROOT, 'configs/mixedae/mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py')
 SCRIPT = osp.join(ROOT, 'tools/visualization/vis_mixing.py')
-# ViT-B's geometry (224 px, patch 16, N = 196, G = 4), tiny widths
-SMALL = dict(
-    embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
-SMALL_NECK = dict(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
-                  decoder_num_heads=2)
+# ViT-B's geometry (224 px, patch 16, N = 196, G = 4), tiny widths (ViT-B's
+# `arch` is a dict to replace, not to update)
+SMALL_MODEL_VITB = copy.deepcopy(SMALL_MODEL)
+SMALL_MODEL_VITB['backbone']['arch']['_delete_'] = True
 # one uniform RGB colour per image: any crop of it is that colour
 COLOURS = [(200, 40, 90), (30, 160, 220), (250, 220, 10), (60, 60, 60),
            (120, 250, 140), (10, 10, 200), (180, 100, 20), (240, 240, 240)]
@@ -53,8 +54,7 @@ def vitb_config(tmp_path):
     cfg = tmp_path / 'vitb.py'
     cfg.write_text(textwrap.dedent(f'''\
         _base_ = [{VITB!r}]
-        model = dict(backbone=dict(arch={dict(SMALL, _delete_=True)!r}),
-                     neck={SMALL_NECK!r})
+        model = {SMALL_MODEL_VITB!r}
         train_dataloader = dict(
             batch_size=4, num_workers=0, persistent_workers=False,
             dataset=dict(data_root={str(data)!r}))

@@ -16,6 +16,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
+from conftest import (DATA, DEMO, ROOT, SMALL_MODEL, demo_cfg,
+                      require_fashion_mnist)
 from mixedae.engine.hooks.mixing_visualization_hook import \
     write_attention_pictures
 from mixedae.models.utils import homologous_precision
@@ -23,16 +25,6 @@ from mixedae.utils.visualization import (QUERY_COLOR, SOURCE_COLORS,
                                          SWATCH, attention_keys_grid,
                                          label_attention_grid, pick_queries,
                                          recording_keep_masks)
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(
-    ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-3e_'
-    'fashion-mnist-32px.py')
-DATA = osp.join(ROOT, 'data/fashion_mnist')
-SMALL = dict(
-    embed_dims=64, num_layers=2, num_heads=2, feedforward_channels=128)
-SMALL_NECK = dict(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
-                  decoder_num_heads=2)
 
 
 def check_labelled(img, rows, cols, cell, num_sources):
@@ -175,22 +167,13 @@ def test_write_attention_pictures(tiny_model, tmp_path):
 
 
 def small_demo_cfg(work_dir):
-    cfg = Config.fromfile(DEMO)
-    cfg.work_dir = str(work_dir)
-    cfg.model.backbone.arch = SMALL
-    cfg.model.neck.update(SMALL_NECK)
-    cfg.train_dataloader.dataset.update(
-        data_root=DATA, test_mode=True, indices=16)
-    cfg.train_dataloader.update(
-        batch_size=8, num_workers=0, persistent_workers=False)
-    cfg.train_cfg.max_epochs = 1
-    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
+    cfg = demo_cfg(work_dir, num_images=16, batch_size=8, small=True)
+    cfg.train_dataloader.dataset.test_mode = True
     return cfg
 
 
 def test_hook_pictures_and_tensorboard(tmp_path):
-    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
-        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+    require_fashion_mnist()
     from tensorboard.backend.event_processing.event_accumulator import \
         EventAccumulator
     cfg = small_demo_cfg(tmp_path)
@@ -223,12 +206,11 @@ def test_hook_pictures_and_tensorboard(tmp_path):
 
 
 def test_vis_mixing_script(tmp_path, monkeypatch):
-    if not osp.exists(osp.join(DATA, 't10k-images-idx3-ubyte')):
-        pytest.fail(f'Fashion-MNIST is missing in {DATA}: run `make data`')
+    require_fashion_mnist()
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text(textwrap.dedent(f'''\
         _base_ = [{DEMO!r}]
-        model = dict(backbone=dict(arch={SMALL!r}), neck={SMALL_NECK!r})
+        model = {SMALL_MODEL!r}
         train_dataloader = dict(dataset=dict(
             data_root={DATA!r}, test_mode=True, indices=16))
         '''))

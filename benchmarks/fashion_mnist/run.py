@@ -634,13 +634,17 @@ def homocon_floor_of(method: str, batch_size: int) -> Optional[float]:
 
 def precision_cells(runs: List[dict], method: str,
                     num_layers: int) -> List[str]:
-    """Mean over seeds of each layer's final homologous precision."""
+    """Each layer's final homologous precision: the mean over seeds, and
+    the lowest seed's in brackets when there are several."""
     cells = []
     for i in range(num_layers):
         vals = [r['final_scalars'][f'homo_prec_l{i}'] for r in runs
                 if r['method'] == method
                 and f'homo_prec_l{i}' in r.get('final_scalars', {})]
-        cells.append(f'{statistics.fmean(vals):.2f}' if vals else '–')
+        cell = f'{statistics.fmean(vals):.2f}' if vals else '–'
+        if len(vals) > 1:
+            cell += f' ({min(vals):.2f})'
+        cells.append(cell)
     return cells
 
 
@@ -655,18 +659,21 @@ def markdown(summary: Dict[str, dict], settings: dict,
     names = dict(knn_top1='k-NN top-1 (%)', linear_top1='linear top-1 (%)',
                  finetune_top1='fine-tune top-1 (%)')
     lines = [
-        '| method | pre-train time / run (s) | ' +
+        '| method | seeds | pre-train time / run (s) | ' +
         ' | '.join(names[m] for m in metrics) + ' |',
-        '|---|---:|' + '---:|' * len(metrics),
+        '|---|---|---:|' + '---:|' * len(metrics),
     ]
     for method, stats in summary.items():
-        lines.append('| {} | {} | {} |'.format(
-            method, format_stat(stats.get('pretrain_seconds'), '{:.0f}'),
+        lines.append('| {} | {} | {} | {} |'.format(
+            method, ' '.join(str(r['seed']) for r in runs
+                             if r['method'] == method),
+            format_stat(stats.get('pretrain_seconds'), '{:.0f}'),
             ' | '.join(format_stat(stats.get(k)) for k in metrics)))
     pre = settings['pretrain_images'] or 60000
     lines += [
         '',
-        f"Fashion-MNIST, {len(seeds)} seed(s) {seeds} (mean ± sample std). "
+        f"Fashion-MNIST, seeds {seeds} (mean ± sample std over the seeds "
+        'cached so far). '
         f"Pre-training: {settings['epochs']} epoch(s) of {pre} train images "
         f"(no labels), batch {settings['batch_size']}. k-NN (k = 20, cosine, "
         'T = 0.07) and linear probe on frozen average-pooled features, '
@@ -698,7 +705,8 @@ def markdown(summary: Dict[str, dict], settings: dict,
         L = ENCODER['arch']['num_layers']
         lines += [
             '', 'Homologous precision per layer at the end of pre-training '
-            '(mean over seeds; chance 16/65 = 0.25), and the final HomoCon '
+            '(mean over seeds, the lowest seed in brackets; chance 16/65 = '
+            '0.25), and the final HomoCon '
             'loss next to its floor (features clustered by source as well '
             'as unit vectors can be):', '',
             '| method | ' + ' | '.join(f'l{i}' for i in range(L)) +
