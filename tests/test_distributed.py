@@ -154,8 +154,8 @@ def test_dist_train_two_cpu_processes(tmp_path):
     for key in w0:
         assert torch.equal(w0[key], w1[key]), key
     ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu')
-    assert torch.equal(ckpt['state_dict']['backbone.segment_embed'],
-                       w0['backbone.segment_embed'])
+    assert torch.equal(ckpt['state_dict']['backbone.homo_bias'],
+                       w0['backbone.homo_bias'])
 
 
 def test_dist_train_batch_not_multiple_of_group_size_fails_clearly(tmp_path):

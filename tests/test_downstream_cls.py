@@ -11,6 +11,7 @@ cores, the encoder width/depth (TINY_ARCH in both the pre-training and the
 fine-tuning config; the demo's 192-dim 6-layer encoder costs ~0.35 GFLOP per
 image). A separate test checks that the two configs agree on the real
 architecture."""
+import copy
 import os.path as osp
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from conftest import TINY_ARCH
+from conftest import SMALL_MODEL, TINY_ARCH
 from mixedae.utils.checkpoint import (convert_to_vit,
                                       load_checkpoint_safely)
 
@@ -68,10 +69,7 @@ def _pretrain(work_dir):
     cfg = Config.fromfile(PRETRAIN)
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = 'test_downstream_cls_pretrain'
-    cfg.model.backbone.arch = TINY_ARCH
-    cfg.model.neck.update(
-        embed_dim=TINY_ARCH['embed_dims'], decoder_embed_dim=32,
-        decoder_depth=1, decoder_num_heads=2)
+    cfg.merge_from_dict(dict(model=copy.deepcopy(SMALL_MODEL)))
     _small_loader(cfg.train_dataloader, batch_size=8, num_images=16)
     cfg.train_cfg.max_epochs = 1  # 2 iterations (groups of 4 images)
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
