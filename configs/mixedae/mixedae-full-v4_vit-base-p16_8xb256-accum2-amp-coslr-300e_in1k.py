@@ -3,10 +3,10 @@
 # the encoder and decoder cost.
 #
 # Memory (benchmarks/memory_estimate.py, per GPU, AMP): at 512 images per
-# GPU the estimate is 114.7 GiB (weights + AdamW 1.7, activations 100.0:
+# GPU the estimate is about 115 GiB (weights + AdamW 1.7, activations 100.4:
 # 4x MAE's, the encoder and decoder run on 4 views), over an 80 GB GPU. So
-# 256 per GPU with 2 accumulation steps: about 58 GiB, and the same global
-# batch of 8 x 256 x 2 = 4096 and the same lr.
+# 256 per GPU with 2 accumulation steps: 59.9 GiB (activations 50.2), and
+# the same global batch of 8 x 256 x 2 = 4096 and the same lr.
 _base_ = './mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
 model = dict(backbone=dict(num_views=4))

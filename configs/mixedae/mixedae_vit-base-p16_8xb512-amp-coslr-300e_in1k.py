@@ -2,8 +2,8 @@
 # lr 1.5e-4 x 4096/256, betas (0.9, 0.95), wd 0.05, 40 warm-up epochs then
 # cosine, AMP, global batch 8 x 512 = 4096.
 #
-# Memory (benchmarks/memory_estimate.py, per GPU, AMP): 43.2 GiB at 512
-# images per GPU (weights + AdamW 1.7, activations 35.0; MAE's config: 44.6),
+# Memory (benchmarks/memory_estimate.py, per GPU, AMP): 43.5 GiB at 512
+# images per GPU (weights + AdamW 1.7, activations 35.3; MAE's config: 44.6),
 # homologous attention keeping no attention map for backward.
 _base_ = [
     '../_base_/models/mixedae_vit-base-p16.py',
