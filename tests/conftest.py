@@ -125,3 +125,17 @@ def load_script(rel_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def shrink_mask_rcnn(model):
+    """The COCO Mask R-CNN config's neck and heads narrowed for a 64-wide
+    backbone (outputs of one layer) and 10 classes."""
+    model.neck[0].in_channels = 64
+    model.neck[1].update(in_channels=[16, 32, 64, 64], out_channels=32)
+    model.rpn_head.update(in_channels=32, feat_channels=32)
+    model.roi_head.bbox_roi_extractor.out_channels = 32
+    model.roi_head.mask_roi_extractor.out_channels = 32
+    model.roi_head.bbox_head.update(
+        in_channels=32, fc_out_channels=64, num_classes=10)
+    model.roi_head.mask_head.update(
+        in_channels=32, conv_out_channels=32, num_classes=10)

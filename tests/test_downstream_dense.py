@@ -24,7 +24,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from pycocotools import mask as mask_utils
 
-from conftest import tiny_cfg
+from conftest import shrink_mask_rcnn, tiny_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FMNIST = osp.join(ROOT, 'data', 'fashion_mnist')
@@ -294,15 +294,7 @@ def test_mask_rcnn_transfer_end_to_end(dense_sets, converted, tmp_path):
     model.backbone.update(
         arch=ARCH4, img_size=IMG, patch_size=PATCH, out_indices=(3, ))
     model.backbone.init_cfg.checkpoint = ckpt
-    model.neck[0].in_channels = 64
-    model.neck[1].update(in_channels=[16, 32, 64, 64], out_channels=32)
-    model.rpn_head.update(in_channels=32, feat_channels=32)
-    model.roi_head.bbox_roi_extractor.out_channels = 32
-    model.roi_head.mask_roi_extractor.out_channels = 32
-    model.roi_head.bbox_head.update(
-        in_channels=32, fc_out_channels=64, num_classes=10)
-    model.roi_head.mask_head.update(
-        in_channels=32, conv_out_channels=32, num_classes=10)
+    shrink_mask_rcnn(model)
     model.train_cfg.rcnn.sampler.num = 64
     root = dense_sets['coco_root']
     for loader, split in (('train_dataloader', 'train'),

@@ -18,7 +18,7 @@ from mmengine.logging import MessageHub
 from mmengine.model import BaseModule
 from mmengine.registry import DefaultScope
 
-from conftest import tiny_cfg
+from conftest import shrink_mask_rcnn, tiny_cfg
 from mixedae.utils.checkpoint import (CheckpointError, convert_to_vit,
                                       vit_to_timm)
 
@@ -103,15 +103,7 @@ def _build(family, checkpoint, **init_cfg):
         from mmseg.registry import MODELS
     else:
         model.backbone.update(img_size=DENSE_IMG, out_indices=(3, ))
-        model.neck[0].in_channels = 64
-        model.neck[1].update(in_channels=[16, 32, 64, 64], out_channels=32)
-        model.rpn_head.update(in_channels=32, feat_channels=32)
-        model.roi_head.bbox_roi_extractor.out_channels = 32
-        model.roi_head.mask_roi_extractor.out_channels = 32
-        model.roi_head.bbox_head.update(
-            in_channels=32, fc_out_channels=64, num_classes=10)
-        model.roi_head.mask_head.update(
-            in_channels=32, conv_out_channels=32, num_classes=10)
+        shrink_mask_rcnn(model)
         from mmdet.registry import MODELS
     with DefaultScope.overwrite_default_scope(scope):
         torch.manual_seed(0)
