@@ -750,8 +750,11 @@ def plot_differences(diffs: Dict[str, dict], metrics: Sequence[str],
                label=labels[metric])
     ax.axhline(0, color='black', linewidth=0.8)
     ax.set_xticks(range(len(methods)))
-    ax.set_xticklabels([m.replace(', ', ',\n').replace(' (', '\n(')
-                        for m in methods], fontsize=8)
+    seeds = [' '.join(map(str, next(iter(diffs[m].values()))['seeds']))
+             for m in methods]
+    ax.set_xticklabels([m.replace(', ', ',\n').replace(' (', '\n(') +
+                        f'\nseeds {s}' for m, s in zip(methods, seeds)],
+                       fontsize=8)
     ax.set_ylabel('top-1 minus MAE (points)')
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
@@ -882,8 +885,8 @@ def main(argv=None) -> dict:
             plot_differences(
                 diffs, args.metrics, osp.join(out_dir, 'differences.png'),
                 f"Fashion-MNIST, {budget['epochs']} epoch(s) of "
-                f"{budget['pretrain_images'] or 60000} images, seeds "
-                f"{budget['seeds']}: paired difference to MAE, 95% CI")
+                f"{budget['pretrain_images'] or 60000} images\npaired "
+                'difference to MAE (same seed), mean and 95% CI')
         return write_results(
             out_dir, table, settings=settings, machine=machine,
             runs=runs, summary=summary, differences=diffs,
