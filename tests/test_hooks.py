@@ -14,6 +14,7 @@ from mixedae.engine.hooks import ThroughputHook
 from mixedae.engine.hooks.rng_state_hook import get_rng_states, set_rng_states
 from mixedae.utils.checkpoint import load_checkpoint_safely
 
+
 def small_demo_cfg(work_dir):
     """The 64-wide, 2-layer demo on 16 of the 10k test images (faster to
     load; labels are unused), 2 epochs of 2 iterations, logged every

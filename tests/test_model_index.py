@@ -211,4 +211,3 @@ def test_parameters_are_what_the_configs_build():
             model = MODELS.build(cfg.model)
         n = sum(p.numel() for p in model.parameters())
         assert counts == {n}, (path, counts, n)
-

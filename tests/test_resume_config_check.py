@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 

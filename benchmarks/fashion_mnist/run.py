@@ -156,19 +156,20 @@ PRESETS = {
     # (~3.3 min each): 99 min measured on 2 idle cores.
     'full': dict(
         seeds=[0, 1, 2], pretrain_images=None, epochs=1, batch_size=128,
-        warmup_fraction=0.1, eval_train_images=10000, eval_test_images=10000, finetune_iters=200,
-        finetune_batch_size=64, linear_epochs=100),
+        warmup_fraction=0.1, eval_train_images=10000, eval_test_images=10000,
+        finetune_iters=200, finetune_batch_size=64, linear_epochs=100),
     # 1 seed: 4 pre-trainings of 200 iterations (~80 s each) + 5 short
     # evaluations (~25 s each): ~8 min measured.
     'quick': dict(
         seeds=[0], pretrain_images=12800, epochs=2, batch_size=128,
-        warmup_fraction=0.1, eval_train_images=2000, eval_test_images=1000, finetune_iters=30,
-        finetune_batch_size=64, linear_epochs=100),
+        warmup_fraction=0.1, eval_train_images=2000, eval_test_images=1000,
+        finetune_iters=30, finetune_batch_size=64, linear_epochs=100),
     # for the tests: seconds
     'smoke': dict(
         seeds=[0], pretrain_images=128, epochs=1, batch_size=32,
-        warmup_fraction=0.1, eval_train_images=200, eval_test_images=100, finetune_iters=3,
-        finetune_batch_size=16, linear_epochs=5, finetune_images=256),
+        warmup_fraction=0.1, eval_train_images=200, eval_test_images=100,
+        finetune_iters=3, finetune_batch_size=16, linear_epochs=5,
+        finetune_images=256),
 }
 
 ENCODER = dict(

@@ -102,4 +102,3 @@ def mix_images(imgs: torch.Tensor, masks: torch.Tensor,
     return unpatchify(
         mixed.flatten(0, 1), patch_size, C,
         (H // patch_size, W // patch_size))
-

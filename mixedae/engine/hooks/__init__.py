@@ -4,4 +4,7 @@ from .resume_config_check_hook import ResumeConfigCheckHook
 from .rng_state_hook import RNGStateHook
 from .throughput_hook import ThroughputHook
 
-__all__ = ['MixedAEHook', 'MixingVisualizationHook', 'ResumeConfigCheckHook', 'RNGStateHook', 'ThroughputHook']
+__all__ = [
+    'MixedAEHook', 'MixingVisualizationHook', 'ResumeConfigCheckHook',
+    'RNGStateHook', 'ThroughputHook'
+]

@@ -274,8 +274,8 @@ class MixedAEViT(MAEViT):
         x = torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
 
         # source of every token, -1 for the cls token: (Q*V, 1+N)
-        source_ids = torch.cat((slots.new_full((slots.shape[0], 1), -1), slots),
-                               dim=1)
+        cls_id = slots.new_full((slots.shape[0], 1), -1)
+        source_ids = torch.cat((cls_id, slots), dim=1)
         for i, layer in enumerate(self.layers):
             if isinstance(layer.attn, HomologousAttention):
                 # TransformerEncoderLayer.forward with top-k attention
