@@ -1,10 +1,10 @@
 # MixedAE ViT-L/16, 1600 epochs: MAE-L's encoder and decoder sizes.
 #
-# Memory (benchmarks/memory_estimate.py, per GPU, AMP): at 512 images per
-# GPU the estimate is about 88 GiB (weights + AdamW 4.9, activations 72.8),
-# over an 80 GB GPU. So 256 per GPU with 2 accumulation steps: 48.0 GiB
-# (activations 36.4), and the same global batch of 8 x 256 x 2 = 4096 and
-# the same lr.
+# Memory (benchmarks/memory_estimate.py, per GPU, AMP): 256 per GPU with 2
+# accumulation steps: 48.0 GiB (weights + AdamW 4.9, activations 36.4). At
+# 512 per GPU about 88 GiB (activations doubled, extrapolated), over an
+# 80 GB GPU; hence the halved batch, with the same global batch of
+# 8 x 256 x 2 = 4096 and the same lr.
 _base_ = './mixedae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 
 model = dict(
