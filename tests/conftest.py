@@ -1,6 +1,7 @@
 import copy
 import importlib.util
 import os.path as osp
+import uuid
 
 import pytest
 import torch
@@ -103,6 +104,11 @@ def demo_cfg(work_dir, num_images=256, batch_size=32, small=False,
     require_fashion_mnist()
     cfg = Config.fromfile(config)
     cfg.work_dir = str(work_dir)
+    # mmengine's logger and visualizer are per-name singletons named by the
+    # timestamp by default: two runs started in the same second in one
+    # process would share them (and write one's scalars into the other's
+    # work dir)
+    cfg.experiment_name = f'test_{uuid.uuid4().hex}'
     loader = cfg.train_dataloader
     loader.dataset.data_root = DATA
     loader.dataset.indices = num_images
