@@ -31,6 +31,33 @@ def test_paired_differences_use_the_same_seed_and_a_t_interval():
     assert bench.format_diff(x) == '+2.0 [-0.5, +4.5]'
 
 
+def test_component_differences_pair_each_part_with_its_base_method():
+    runs = [dict(method=m, seed=s, knn_top1=v) for m, vals in (
+        ('naive mixing', (70., 80.)), ('MixedAE w/o HomoCon', (72., 81.)),
+        ('MixedAE', (71., 79.))) for s, v in enumerate(vals)]
+    parts = bench.component_differences(
+        runs, ['naive mixing', 'MixedAE w/o HomoCon', 'MixedAE'],
+        ['knn_top1'])
+    # the paper reading did not run: its comparison is left out
+    assert list(parts) == ['homologous attention (bias)',
+                           'HomoCon (on a projector)']
+    bias = parts['homologous attention (bias)']
+    assert (bias['method'], bias['baseline']) == ('MixedAE w/o HomoCon',
+                                                  'naive mixing')
+    assert bias['knn_top1']['mean'] == pytest.approx(1.5)
+    homocon = parts['HomoCon (on a projector)']['knn_top1']
+    assert homocon['mean'] == pytest.approx(-1.5)
+    assert homocon['seeds'] == [0, 1]
+    table = bench.markdown({}, dict(seeds=[0, 1], metrics=['knn_top1'],
+                                    pretrain_images=64, epochs=1,
+                                    batch_size=8, eval_train_images=60,
+                                    eval_test_images=40, finetune_iters=1,
+                                    finetune_batch_size=8),
+                           runs=runs, parts=parts)
+    assert ('| HomoCon (on a projector) | MixedAE − MixedAE w/o HomoCon '
+            '| 0 1 | -1.5 [') in table
+
+
 def test_study_resumes_from_its_cache_and_reports_from_it(tmp_path):
     require_fashion_mnist()
     out = tmp_path / 'study'

@@ -129,8 +129,19 @@ VARIANTS = {
     'homologous bias, projector, batch negatives': _mixedae(
         segment_embed=None, homo_bias=1.0,
         loss=dict(projector=PROJECTOR, negatives='batch')),
+    'MixedAE, HomoCon lambda 0.03': _mixedae(
+        segment_embed=None, homo_bias=1.0,
+        loss=dict(projector=PROJECTOR, loss_weight=0.03)),
 }
 METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
+# What one part of the recipe adds: (method, the method it builds on, the
+# part); the report pairs them by seed when both ran.
+COMPONENTS = (
+    ('MixedAE w/o HomoCon', 'naive mixing', 'homologous attention (bias)'),
+    ('MixedAE', 'MixedAE w/o HomoCon', 'HomoCon (on a projector)'),
+    ('MixedAE', 'MixedAE (paper reading)', 'the default over the paper '
+     'reading'),
+)
 FLOOR = 'random init'
 METRICS = ('knn_top1', 'linear_top1', 'finetune_top1')
 
@@ -592,6 +603,21 @@ def paired_differences(runs: List[dict], methods: Sequence[str],
     return out
 
 
+def component_differences(runs: List[dict], methods: Sequence[str],
+                          keys: Sequence[str]) -> Dict[str, dict]:
+    """Per part in ``COMPONENTS`` whose two methods are both in
+    ``methods``: the paired differences (``paired_differences``) of the
+    method against the one it builds on, with both names."""
+    out = {}
+    for method, base, part in COMPONENTS:
+        if method in methods and base in methods:
+            diff = paired_differences(runs, [method], keys, baseline=base)
+            if diff:
+                out[part] = dict(method=method, baseline=base,
+                                 **diff[method])
+    return out
+
+
 def format_stat(stat: Optional[dict], fmt: str = '{:.1f}') -> str:
     """A table cell: 'mean ± std', 'mean' for one seed, '–' for none."""
     if stat is None:
@@ -651,10 +677,12 @@ def precision_cells(runs: List[dict], method: str,
 
 def markdown(summary: Dict[str, dict], settings: dict,
              diffs: Optional[Dict[str, dict]] = None,
-             runs: Sequence[dict] = ()) -> str:
+             runs: Sequence[dict] = (),
+             parts: Optional[Dict[str, dict]] = None) -> str:
     """The results tables: mean ± std over seeds; the paired differences
-    against MAE with their confidence intervals; the final homologous
-    precision per layer."""
+    against MAE, and those of each part of the recipe
+    (``component_differences``), with their confidence intervals; the
+    final homologous precision per layer."""
     seeds = settings['seeds']
     metrics = [m for m in METRICS if m in settings.get('metrics', METRICS)]
     names = dict(knn_top1='k-NN top-1 (%)', linear_top1='linear top-1 (%)',
@@ -698,6 +726,20 @@ def markdown(summary: Dict[str, dict], settings: dict,
             seeds_used = next(iter(d.values()))['seeds']
             lines.append('| {} | {} | {} |'.format(
                 method, ' '.join(map(str, seeds_used)),
+                ' | '.join(format_diff(d.get(m)) for m in metrics)))
+    if parts:
+        lines += [
+            '', 'What each part adds: paired differences between a method '
+            'and the one it builds on (same seed), mean [95% CI]:', '',
+            '| part | method − baseline | seeds | ' + ' | '.join(
+                'Δ ' + names[m].replace(' (%)', '') for m in metrics) + ' |',
+            '|---|---|---|' + '---:|' * len(metrics)
+        ]
+        for part, d in parts.items():
+            seeds_used = next(d[m]['seeds'] for m in metrics if m in d)
+            lines.append('| {} | {} − {} | {} | {} |'.format(
+                part, d['method'], d['baseline'],
+                ' '.join(map(str, seeds_used)),
                 ' | '.join(format_diff(d.get(m)) for m in metrics)))
     with_prec = [m for m in summary
                  if any('homo_prec_l0' in r.get('final_scalars', {})
@@ -881,7 +923,8 @@ def main(argv=None) -> dict:
         diffs = paired_differences(runs, methods[1:] if not args.no_floor
                                    else methods, args.metrics) \
             if 'MAE' in methods else {}
-        table = markdown(summary, settings, diffs, runs)
+        parts = component_differences(runs, methods, args.metrics)
+        table = markdown(summary, settings, diffs, runs, parts)
         if diffs:
             plot_differences(
                 diffs, args.metrics, osp.join(out_dir, 'differences.png'),
@@ -891,7 +934,7 @@ def main(argv=None) -> dict:
         return write_results(
             out_dir, table, settings=settings, machine=machine,
             runs=runs, summary=summary, differences=diffs,
-            missing=missing,
+            component_differences=parts, missing=missing,
             total_seconds=time.perf_counter() - total), table
 
     for seed in budget['seeds']:
