@@ -68,3 +68,13 @@ def test_training_curves_plot_of_the_run(default_run, tmp_path):
     with pytest.raises(SystemExit):  # argparse: 1 label for 2 runs
         tool.main([path, path, '--out', str(tmp_path / 'x.png'),
                    '--labels', 'only one'])
+
+
+def test_homocon_settles_at_the_first_step_it_stays_near_its_floor():
+    tool = load_script('tools/analysis_tools/plot_training_curves.py')
+    # 1.0 floor: step 20 dips within 5% but leaves again at step 30
+    records = [dict(step=s, loss_homocon=v) for s, v in (
+        (10, 1.5), (20, 1.04), (30, 1.2), (40, 1.05), (50, 1.01))]
+    assert tool.settled_at(records, 1.0) == 40
+    assert tool.settled_at(records, 1.0, tol=0.005) is None
+    assert tool.settled_at(records, 0.5) is None

@@ -638,6 +638,13 @@ def format_diff(diff: Optional[dict]) -> str:
     return text
 
 
+def diff_cells(diff: Dict[str, dict], metrics: Sequence[str]) -> str:
+    """'seeds | cell | cell ...' of one row of paired differences."""
+    seeds = next(diff[m]['seeds'] for m in metrics if m in diff)
+    return ' | '.join([' '.join(map(str, seeds))] +
+                      [format_diff(diff.get(m)) for m in metrics])
+
+
 def write_results(out_dir: str, table: str, **result) -> dict:
     """``results.json`` (``result``) and ``results.md`` (``table``)."""
     with open(osp.join(out_dir, 'results.json'), 'w') as f:
@@ -722,11 +729,8 @@ def markdown(summary: Dict[str, dict], settings: dict,
                 'Δ ' + names[m].replace(' (%)', '') for m in metrics) + ' |',
             '|---|---|' + '---:|' * len(metrics)
         ]
-        for method, d in diffs.items():
-            seeds_used = next(iter(d.values()))['seeds']
-            lines.append('| {} | {} | {} |'.format(
-                method, ' '.join(map(str, seeds_used)),
-                ' | '.join(format_diff(d.get(m)) for m in metrics)))
+        lines += [f'| {method} | {diff_cells(d, metrics)} |'
+                  for method, d in diffs.items()]
     if parts:
         lines += [
             '', 'What each part adds: paired differences between a method '
@@ -735,12 +739,8 @@ def markdown(summary: Dict[str, dict], settings: dict,
                 'Δ ' + names[m].replace(' (%)', '') for m in metrics) + ' |',
             '|---|---|---|' + '---:|' * len(metrics)
         ]
-        for part, d in parts.items():
-            seeds_used = next(d[m]['seeds'] for m in metrics if m in d)
-            lines.append('| {} | {} − {} | {} | {} |'.format(
-                part, d['method'], d['baseline'],
-                ' '.join(map(str, seeds_used)),
-                ' | '.join(format_diff(d.get(m)) for m in metrics)))
+        lines += [f"| {part} | {d['method']} − {d['baseline']} | "
+                  f'{diff_cells(d, metrics)} |' for part, d in parts.items()]
     with_prec = [m for m in summary
                  if any('homo_prec_l0' in r.get('final_scalars', {})
                         for r in runs if r['method'] == m)]

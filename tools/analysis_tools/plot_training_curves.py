@@ -59,6 +59,20 @@ def reference_values(scalars_path: str) -> Dict:
     return out
 
 
+def settled_at(records: List[dict], floor: float,
+               tol: float = 0.05) -> Optional[int]:
+    """The first logged step from which ``loss_homocon`` stays within
+    ``tol`` (relative) of ``floor``; None if it never does."""
+    steps, losses = series(records, 'loss_homocon')
+    settled = None
+    for step, loss in zip(steps, losses):
+        if loss > (1 + tol) * floor:
+            settled = None
+        elif settled is None:
+            settled = step
+    return settled
+
+
 def layer_keys(records: List[dict]) -> List[str]:
     keys = {k for r in records for k in r if re.fullmatch(r'homo_prec_l\d+',
                                                           k)}
@@ -167,6 +181,15 @@ def main(argv=None) -> str:
             ref=reference_values(path)))
     out = plot(runs, args.out, args.title)
     print(f'Wrote {out}')
+    for run in runs:  # the numbers the HomoCon panel shows
+        floor, steps = run['ref']['floor'], series(run['records'],
+                                                   'loss_homocon')[1]
+        if floor and steps:
+            at = settled_at(run['records'], floor)
+            print(f"{run['label']}: HomoCon ends at {steps[-1]:.4f}, "
+                  f"{100 * (steps[-1] / floor - 1):+.1f}% of its floor "
+                  f"{floor:.4f}; within 5% of it from iteration "
+                  f"{at if at is not None else '- (never)'}")
     return out
 
 
