@@ -172,7 +172,8 @@ def _sample(keys, n: int = 5) -> str:
 
 
 # encoder parameters used only on mixed images, not by a plain ViT
-MIXING_ONLY_KEYS = ('backbone.segment_embed', 'backbone.homo_bias')
+MIXING_ONLY_KEYS = ('backbone.segment_embed', 'backbone.homo_bias',
+                    'backbone.homo_bias_scale')
 
 
 def checkpoint_layout(state: Mapping) -> Optional[str]:

@@ -33,7 +33,11 @@ class MixedAEHook(Hook):
       more than ``prec_margin``; or when ``loss_homocon`` is within
       ``floor_margin`` (relative) of its analytic floor
       (:func:`homocon_floor`), i.e. HomoCon is solved and gives no more
-      signal.
+      signal; or when the precision as trained (``homo_prec``) is at least
+      ``prior_margin`` above chance while the precision from content alone
+      (``homo_prec_content``) is within ``prec_margin`` of chance: the
+      recognition then comes from the source prior (the homologous bias or
+      the segment embedding), not from what the patches look like.
 
     Args:
         prec_margin (float): how far below chance a layer may fall before
@@ -41,14 +45,18 @@ class MixedAEHook(Hook):
             Defaults to 0.02.
         floor_margin (float): relative distance to the HomoCon floor that
             counts as "at the floor". Defaults to 0.02.
+        prior_margin (float): how far above chance the precision as
+            trained must be for the source-prior warning. Defaults to 0.2.
     """
 
     priority = 'NORMAL'
 
     def __init__(self, prec_margin: float = 0.02,
-                 floor_margin: float = 0.02) -> None:
+                 floor_margin: float = 0.02,
+                 prior_margin: float = 0.2) -> None:
         self.prec_margin = prec_margin
         self.floor_margin = floor_margin
+        self.prior_margin = prior_margin
         self._logger_hook: Optional[LoggerHook] = None
         self._warned = set()
 
@@ -113,7 +121,9 @@ class MixedAEHook(Hook):
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch: Optional[Union[dict, tuple,
                                                      list]] = None) -> None:
-        self._model(runner).log_step = self._will_log(runner, batch_idx)
+        model = self._model(runner)
+        model.log_step = self._will_log(runner, batch_idx)
+        model.backbone.set_progress(runner.iter / max(runner.max_iters, 1))
 
     def after_train_iter(self,
                          runner,
@@ -133,6 +143,7 @@ class MixedAEHook(Hook):
                     runner, key, f'{key} = {float(value):.3f} is below '
                     f'chance ({chance:.3f} = K / (N + 1)): this homologous-'
                     'attention layer keeps mostly keys of other sources.')
+        self._check_prior(runner, backbone, outputs, chance)
         homocon = getattr(model.head, 'homocon_loss', None)
         if homocon is not None and 'loss_homocon' in outputs:
             images = (runner.train_dataloader.batch_size //
@@ -147,6 +158,30 @@ class MixedAEHook(Hook):
                     f'{floor:.4f} (sources clustered as well as unit '
                     'vectors can be): the features are already clustered '
                     'by source, HomoCon gives no more learning signal.')
+
+    def _check_prior(self, runner, backbone, outputs: dict,
+                     chance: float) -> None:
+        """Warn when the precision comes from the source cue alone."""
+        if 'homo_prec' not in outputs or \
+                'homo_prec_content' not in outputs:
+            return
+        trained = float(outputs['homo_prec'])
+        content = float(outputs['homo_prec_content'])
+        if trained < chance + self.prior_margin or \
+                content > chance + self.prec_margin:
+            return
+        keys = []
+        if getattr(backbone, 'homo_bias_init', None) is not None:
+            keys.append('`model.backbone.homo_bias`')
+        if getattr(backbone, 'segment_embed_mode', None) is not None:
+            keys.append('`model.backbone.segment_embed`')
+        self._warn(
+            runner, 'homo_prec_content',
+            f'homo_prec = {trained:.3f} as trained, but homo_prec_content ='
+            f' {content:.3f} from content alone (chance {chance:.3f}): the '
+            'homologous recognition comes from the source prior set by '
+            f"{' and '.join(keys) or 'a source cue'}, not from what the "
+            'patches look like.')
 
     def after_train(self, runner) -> None:
         self._model(runner).log_step = True

@@ -11,7 +11,8 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
 
 from ...utils.mixing import check_mix_ratio, mix_images, random_mixing_masks
-from ..utils.homologous_attention import HomologousAttention
+from ..utils.homologous_attention import (HomologousAttention,
+                                          precision_from_counts)
 
 
 @MODELS.register_module()
@@ -61,6 +62,23 @@ class MixedAEViT(MAEViT):
             (kept >= 0 by a softplus, so it can favour the own source or
             fade to 0, never favour the others); None for none. See
             ``docs/homologous_recognition.md``. Defaults to None.
+        homo_bias_drop (float): during training, the share of mixed images
+            of every batch that get no homologous bias (drawn per image), so
+            that the encoder must recognise their sources from content.
+            Needs ``homo_bias``. Defaults to 0.
+        homo_bias_anneal (float, optional): scale the homologous bias by a
+            factor falling linearly from 1 at the start of training to 0 at
+            this fraction of it (in (0, 1]), 0 after: a hint the encoder
+            has to replace by content. The training progress comes from
+            :class:`MixedAEHook`; the factor is a buffer
+            (``homo_bias_scale``), saved with the checkpoints. Needs
+            ``homo_bias``. Defaults to None (a constant factor of 1).
+        recognition_weight (float, optional): weight of the attention
+            recognition loss (``loss_recog``,
+            :func:`~mixedae.models.utils.homologous_attention.recognition_loss`),
+            averaged over the homologous-attention layers: it trains every
+            layer's content logits (no bias, no segment embedding) to put
+            their attention on the query's own source. None for none.
         homocon_layer (int): the layer whose output patch tokens are
             returned for HomoCon: -1 (or the last index) for the encoder's
             final, normalised output; an earlier index for that layer's
@@ -87,6 +105,9 @@ class MixedAEViT(MAEViT):
                  homo_layers: Union[str, Sequence[int]] = 'all',
                  homo_topk: Optional[int] = None,
                  homo_bias: Optional[float] = None,
+                 homo_bias_drop: float = 0.,
+                 homo_bias_anneal: Optional[float] = None,
+                 recognition_weight: Optional[float] = None,
                  homocon_layer: int = -1,
                  init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
         for name, size in (('img_size', img_size), ('patch_size', patch_size)):
@@ -164,6 +185,20 @@ class MixedAEViT(MAEViT):
             self.homo_bias = nn.Parameter(torch.full(
                 (len(self.homo_layers), self.layers[0].attn.num_heads),
                 math.log(math.expm1(homo_bias))))
+        self._check_bias_schedule(homo_bias, homo_bias_drop, homo_bias_anneal)
+        self.homo_bias_drop = homo_bias_drop
+        self.homo_bias_anneal = homo_bias_anneal
+        if homo_bias_anneal is not None:
+            self.register_buffer('homo_bias_scale', torch.ones(()))
+        self._progress: Optional[float] = None
+        if recognition_weight is not None and not (
+                isinstance(recognition_weight, (int, float))
+                and recognition_weight > 0 and self.homo_layers):
+            raise ValueError(
+                '`recognition_weight` must be a positive number with '
+                'homologous-attention layers (`homo_layers`) or None, got '
+                f'{recognition_weight!r}.')
+        self.recognition_weight = recognition_weight
         if not (isinstance(homocon_layer, int)
                 and -self.num_layers <= homocon_layer < self.num_layers):
             raise ValueError(
@@ -173,6 +208,58 @@ class MixedAEViT(MAEViT):
         self.homocon_layer = homocon_layer % self.num_layers
 
     SEGMENT_EMBED_MODES = ('tokens', 'attention', None)
+
+    @staticmethod
+    def _check_bias_schedule(homo_bias, drop, anneal) -> None:
+        if not (isinstance(drop, (int, float)) and 0 <= drop < 1):
+            raise ValueError(
+                f'`homo_bias_drop` must be in [0, 1), got {drop!r}.')
+        if anneal is not None and not (isinstance(anneal, (int, float))
+                                       and 0 < anneal <= 1):
+            raise ValueError('`homo_bias_anneal` must be a fraction of '
+                             f'training in (0, 1] or None, got {anneal!r}.')
+        if homo_bias is None and (drop or anneal is not None):
+            raise ValueError(
+                '`homo_bias_drop` and `homo_bias_anneal` act on the '
+                'homologous bias: set `homo_bias` too.')
+
+    def set_progress(self, progress: float) -> None:
+        """The share of training done, in [0, 1] (set by
+        :class:`MixedAEHook` before every iteration): updates the
+        annealed bias factor."""
+        self._progress = progress
+        if self.homo_bias_anneal is not None:
+            self.homo_bias_scale.fill_(
+                max(0., 1. - progress / self.homo_bias_anneal))
+
+    @property
+    def has_source_cue(self) -> bool:
+        """Whether a mixed forward gets any source information besides the
+        content: a segment embedding or a non-zero homologous bias."""
+        if self.segment_embed_mode is not None:
+            return True
+        if self.homo_bias_init is None:
+            return False
+        return self.homo_bias_anneal is None or \
+            bool(self.homo_bias_scale > 0)
+
+    def _homo_bias(self, num_images: int) -> Optional[torch.Tensor]:
+        """The homologous bias: (layers, heads), or (layers, images, heads)
+        with ``homo_bias_drop`` in training."""
+        if self.homo_bias_init is None:
+            return None
+        bias = F.softplus(self.homo_bias)  # (layers, heads) >= 0
+        if self.homo_bias_anneal is not None:
+            if self.training and self._progress is None:
+                raise RuntimeError(
+                    '`model.backbone.homo_bias_anneal` needs the training '
+                    'progress from MixedAEHook (in `custom_hooks`).')
+            bias = bias * self.homo_bias_scale
+        if self.training and self.homo_bias_drop > 0:
+            keep = torch.rand(num_images, device=bias.device) >= \
+                self.homo_bias_drop  # (images,)
+            bias = bias[:, None] * keep[None, :, None].to(bias.dtype)
+        return bias
 
     def _parse_homo_layers(self, homo_layers) -> List[int]:
         if homo_layers == 'all':
@@ -256,20 +343,26 @@ class MixedAEViT(MAEViT):
         self,
         x: torch.Tensor,
         masks: torch.Tensor,
-        return_homocon_feats: bool = False
+        return_homocon_feats: bool = False,
+        cues: bool = True
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         """Mix ``x`` by ``masks`` and encode: (Q*V, 1+N, D); with
         ``return_homocon_feats`` also the (Q*V, N, D) patch tokens of
-        ``homocon_layer``."""
+        ``homocon_layer``. ``cues=False`` leaves every source cue out (the
+        segment embedding, the homologous bias): the encoder sees the
+        content alone, as for the content-only precision."""
         slots = masks.flatten(0, 1)  # (Q*V, N) source slot per patch
         x = mix_images(x, masks, self.patch_size)  # (Q*V, C, H, W)
         x = self.patch_embed(x)[0] + self.pos_embed[:, 1:]
-        if self.segment_embed_mode == 'tokens':
+        segments = self.segment_embed_mode if cues else None
+        if segments == 'tokens':
             x = x + self.segment_embed[slots]
         qk_segments = (self.segment_embed
-                       if self.segment_embed_mode == 'attention' else None)
-        homo_bias = None if self.homo_bias_init is None else \
-            F.softplus(self.homo_bias)  # (layers, heads) >= 0
+                       if segments == 'attention' else None)
+        homo_bias = self._homo_bias(x.shape[0]) if cues else None
+        recognition = (self.training and torch.is_grad_enabled()
+                       and self.recognition_weight is not None)
+        self.recognition_loss = None
         cls_token = self.cls_token + self.pos_embed[:, :1]
         x = torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
 
@@ -285,12 +378,17 @@ class MixedAEViT(MAEViT):
                     source_ids=source_ids,
                     qk_segments=qk_segments,
                     homo_bias=None if homo_bias is None else
-                    homo_bias[self.homo_layers.index(i)])
+                    homo_bias[self.homo_layers.index(i)],
+                    recognition=recognition)
                 x = layer.ffn(layer.ln2(x), identity=x)
             else:
                 x = layer(x)
             if i == self.homocon_layer:
                 feats = x[:, 1:]
+        if recognition:  # the mean over the homologous-attention layers
+            self.recognition_loss = self.recognition_weight * torch.stack(
+                [self.layers[i].attn.recognition_loss
+                 for i in self.homo_layers]).mean()
         x = self.ln1(x) if self.final_norm else x
         if not return_homocon_feats:
             return x
@@ -303,14 +401,28 @@ class MixedAEViT(MAEViT):
         for i in self.homo_layers:
             self.layers[i].attn.record_precision = enabled
 
-    def homologous_precision(self) -> Dict[str, torch.Tensor]:
-        """Precision of the last mixed forward's top-k selection, per
-        homologous-attention layer and averaged."""
-        precs = {
-            f'homo_prec_l{i}': self.layers[i].attn.homologous_precision
-            for i in self.homo_layers
-            if self.layers[i].attn.homologous_precision is not None
-        }
+    def homologous_precision(
+            self,
+            queries: Optional[torch.Tensor] = None,
+            prefix: str = 'homo_prec') -> Dict[str, torch.Tensor]:
+        """Precision of the last recorded mixed forward's top-k selection,
+        per homologous-attention layer (``{prefix}_l{i}``) and averaged
+        (``{prefix}``).
+
+        Args:
+            queries (Tensor, optional): (Q*V, N) bool, the patch queries to
+                count; all patch queries by default.
+            prefix (str): the keys' prefix.
+        """
+        precs = {}
+        for i in self.homo_layers:
+            counts = self.layers[i].attn.precision_counts
+            if counts is None:
+                continue
+            mask = counts[0].new_zeros(counts[0].shape, dtype=torch.bool)
+            mask[:, self.num_extra_tokens:] = True if queries is None \
+                else queries
+            precs[f'{prefix}_l{i}'] = precision_from_counts(*counts, mask)
         if precs:
-            precs['homo_prec'] = torch.stack(list(precs.values())).mean()
+            precs[prefix] = torch.stack(list(precs.values())).mean()
         return precs

@@ -55,8 +55,10 @@ class _TopKAttention(torch.autograd.Function):
             grad_bias = None
             if bias is not None and ctx.needs_input_grad[5]:
                 same = _same_source(source_ids)[:, None]  # (B, 1, T, T)
-                grad_bias = (grad_logits * same).sum(dim=(0, 2, 3)).to(
-                    bias.dtype)
+                grad_bias = (grad_logits * same).sum(dim=(2, 3))  # (B, h)
+                if bias.dim() == 1:
+                    grad_bias = grad_bias.sum(dim=0)
+                grad_bias = grad_bias.to(bias.dtype)
             grad_logits = grad_logits.mul_(scale).to(q.dtype)
             grad_q = grad_logits @ k
             grad_k = grad_logits.transpose(-2, -1) @ q
@@ -70,14 +72,19 @@ def _same_source(source_ids: torch.Tensor) -> torch.Tensor:
         source_ids >= 0)[:, :, None]
 
 
+def _bias_view(bias: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """A (h,) or per-image (B, h) bias as (1 or B, h, 1, 1)."""
+    return bias.view(-1, num_heads, 1, 1)
+
+
 def _logits(q, k, scale: float, bias: Optional[torch.Tensor],
             source_ids: Optional[torch.Tensor]) -> torch.Tensor:
-    """(B, h, T, T) ``q k^T * scale``, plus ``bias[h]`` where query and key
-    come from the same source."""
+    """(B, h, T, T) ``q k^T * scale``, plus the bias (``(h,)`` or per image
+    ``(B, h)``) where query and key come from the same source."""
     logits = (q @ k.transpose(-2, -1)).mul_(scale)
     if bias is not None:
         same = _same_source(source_ids)[:, None].to(logits.dtype)
-        logits.add_(same * bias.to(logits.dtype).view(1, -1, 1, 1))
+        logits.add_(same * _bias_view(bias.to(logits.dtype), q.shape[1]))
     return logits
 
 
@@ -122,8 +129,9 @@ def topk_attention(
         q, k, v (Tensor): (B, h, T, d).
         topk (int): keys kept per query; ties at the k-th logit are kept.
         scale (float): logit scale, ``d ** -0.5``.
-        bias (Tensor, optional): (h,) added to the logits of keys from the
-            query's own source (needs ``source_ids``).
+        bias (Tensor, optional): (h,), or (B, h) per image, added to the
+            logits of keys from the query's own source (needs
+            ``source_ids``).
         source_ids (Tensor, optional): (B, T) source of each token, < 0 for
             none.
 
@@ -142,8 +150,8 @@ def topk_attention_reference(q, k, v, topk: int, scale: float,
     attention dropout is on, and by the tests as the reference."""
     logits = (q @ k.transpose(-2, -1)).mul_(scale)
     if bias is not None:
-        logits = logits + _same_source(source_ids)[:, None] * bias.view(
-            1, -1, 1, 1)
+        logits = logits + _same_source(source_ids)[:, None] * _bias_view(
+            bias, q.shape[1])
     with torch.no_grad():  # the selection itself carries no gradient
         drop = logits < _kth_largest(logits, topk)
     attn = logits.masked_fill(drop, float('-inf')).softmax(dim=-1)
@@ -174,9 +182,16 @@ class HomologousAttention(MultiheadAttention):
     * ``record_precision = True``: a top-k forward given ``source_ids``
       stores the homologous precision of its selection (the share of kept
       keys that come from the query's own source, over patch queries),
-      detached, in ``self.homologous_precision``; otherwise it is None.
+      detached, in ``self.homologous_precision``, and the per-query counts
+      behind it (own-source kept keys, kept keys; (B, T) each, summed over
+      heads) in ``self.precision_counts``; otherwise both are None.
     * ``record_keep = True``: a top-k forward stores its boolean
       (B, h, T, T) selection, detached, in ``self.keep_mask``.
+
+    With ``recognition=True`` a top-k forward also stores, in
+    ``self.recognition_loss`` (with its graph), the attention recognition
+    loss of the content logits ``q k^T / sqrt(d_h)`` (no bias, no top-k):
+    :func:`recognition_loss`.
     """
 
     record_precision: bool = False
@@ -186,13 +201,16 @@ class HomologousAttention(MultiheadAttention):
     memory_lean: bool = True
     keep_mask: Optional[torch.Tensor] = None
     homologous_precision: Optional[torch.Tensor] = None
+    precision_counts: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+    recognition_loss: Optional[torch.Tensor] = None
 
     def forward(self,
                 x: torch.Tensor,
                 topk: Optional[int] = None,
                 source_ids: Optional[torch.Tensor] = None,
                 qk_segments: Optional[torch.Tensor] = None,
-                homo_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+                homo_bias: Optional[torch.Tensor] = None,
+                recognition: bool = False) -> torch.Tensor:
         """
         Args:
             x (Tensor): (B, T, C) tokens.
@@ -205,11 +223,14 @@ class HomologousAttention(MultiheadAttention):
                 the values or the residual stream): token t gets row
                 ``source_ids[t]``, tokens of no source nothing. Needs
                 ``source_ids``.
-            homo_bias (Tensor, optional): (h,) added, per head, to the
-                logits of the keys from the query's own source. Needs
-                ``source_ids``.
+            homo_bias (Tensor, optional): (h,), or (B, h) per mixed image,
+                added, per head, to the logits of the keys from the query's
+                own source. Needs ``source_ids``.
+            recognition (bool): store the attention recognition loss of
+                this forward's content logits (needs ``source_ids``).
         """
-        self.homologous_precision = None
+        self.homologous_precision = self.precision_counts = None
+        self.recognition_loss = None
         if topk is None:
             return super().forward(x)
 
@@ -235,6 +256,8 @@ class HomologousAttention(MultiheadAttention):
         else:
             out, kth = topk_attention(q, k, v, topk, scale, homo_bias,
                                       source_ids)
+        if recognition:
+            self.recognition_loss = recognition_loss(q, k, scale, source_ids)
         if self.record_keep or (self.record_precision
                                 and source_ids is not None):
             with torch.no_grad():  # diagnostics: recompute the selection
@@ -245,8 +268,9 @@ class HomologousAttention(MultiheadAttention):
             if self.record_keep:
                 self.keep_mask = keep
             if self.record_precision and source_ids is not None:
-                self.homologous_precision = homologous_precision(
-                    keep, source_ids)
+                self.precision_counts = precision_counts(keep, source_ids)
+                self.homologous_precision = precision_from_counts(
+                    *self.precision_counts, source_ids >= 0)
         x = out.transpose(1, 2).reshape(B, T, self.embed_dims)
         x = self.proj(x)
         x = self.out_drop(self.gamma1(self.proj_drop(x)))
@@ -256,12 +280,33 @@ class HomologousAttention(MultiheadAttention):
 
 
 @torch.no_grad()
+def precision_counts(keep: torch.Tensor, source_ids: torch.Tensor
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per query: its kept keys that share its source, and all its kept
+    keys, summed over heads; (B, T) each.
+
+    Args:
+        keep (Tensor): (B, h, T, T) bool, kept keys per query.
+        source_ids (Tensor): (B, T) source of each token, < 0 for tokens of
+            no source (their keys are never homologous).
+    """
+    same = _same_source(source_ids)  # (B, T, T)
+    homologous = (keep & same[:, None]).sum(dim=(1, 3))  # (B, T)
+    return homologous, keep.sum(dim=(1, 3))
+
+
+@torch.no_grad()
+def precision_from_counts(homologous: torch.Tensor, kept: torch.Tensor,
+                          queries: torch.Tensor) -> torch.Tensor:
+    """The share of own-source keys among the kept keys of the queries
+    selected by the (B, T) bool ``queries`` (masked sums only, so it never
+    waits for the device; NaN when no query is selected)."""
+    return (homologous * queries).sum().float() / (kept * queries).sum()
+
+
 def homologous_precision(keep: torch.Tensor,
                          source_ids: torch.Tensor) -> torch.Tensor:
     """Share of the kept keys of patch queries that share the query's source.
-
-    Computed with masked sums only (no boolean indexing), so it never waits
-    for the device.
 
     Args:
         keep (Tensor): (B, h, T, T) bool, kept keys per query.
@@ -269,9 +314,31 @@ def homologous_precision(keep: torch.Tensor,
             no source (their queries are not counted, their keys are never
             homologous).
     """
-    is_patch = source_ids >= 0  # (B, T)
-    same = source_ids[:, :, None] == source_ids[:, None, :]  # (B, T, T)
-    same &= is_patch[:, :, None]
-    homologous = (keep & same[:, None]).sum(dim=(1, 3))  # (B, T)
-    kept = keep.sum(dim=(1, 3))  # (B, T)
-    return (homologous * is_patch).sum().float() / (kept * is_patch).sum()
+    return precision_from_counts(*precision_counts(keep, source_ids),
+                                 source_ids >= 0)
+
+
+def recognition_loss(q: torch.Tensor, k: torch.Tensor, scale: float,
+                     source_ids: torch.Tensor) -> torch.Tensor:
+    """The attention recognition loss: for every patch query, minus the
+    log of the share of its softmax over the content logits
+    ``q k^T * scale`` (the other patch keys; no bias, no top-k) that falls
+    on keys of its own source; the mean over queries and heads.
+
+    It is 0 when every query attends only to its own source, and
+    ``ln((N - 1) / (K - 1))`` for uniform attention (N patches, K per
+    source). Computed with the plain autograd graph in fp32.
+    """
+    patch = source_ids >= 0  # (B, T)
+    with torch.autocast(q.device.type, enabled=False):
+        logits = (q.float() @ k.float().transpose(-2, -1)) * scale
+        T = logits.shape[-1]
+        self_pair = torch.eye(T, dtype=torch.bool, device=q.device)
+        candidate = patch[:, None, :] & ~self_pair  # (B, T, T) keys
+        same = _same_source(source_ids) & ~self_pair
+        logits = logits.masked_fill(~candidate[:, None], float('-inf'))
+        log_all = logits.logsumexp(dim=-1)  # (B, h, T)
+        log_own = logits.masked_fill(~same[:, None],
+                                     float('-inf')).logsumexp(dim=-1)
+        per_query = (log_all - log_own).masked_fill(~patch[:, None], 0.)
+        return per_query.sum() / (patch.sum() * q.shape[1])
