@@ -229,16 +229,23 @@ def test_vis_mixing_script(tmp_path, monkeypatch):
         '--per-head', '--zoom', '2'
     ], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'homo_prec_l0' in proc.stdout
+    # both precisions of the 2 layers: as trained (with the demo's
+    # homologous bias) and from content alone
+    for what in ('as trained: l0 ', 'content only: l0 ',
+                 'content only, foreground queries (brightest pixel > 0.5):'
+                 ' l0 '):
+        assert what in proc.stdout, proc.stdout
     recon = sorted(glob.glob(str(out / 'reconstruction' / '*.png')))
-    attn = sorted(glob.glob(str(out / 'attention' / '*.png')))
     assert [osp.basename(f) for f in recon] == ['group_0.png', 'group_1.png']
-    assert [osp.basename(f) for f in attn] == [
-        'group_0_view_0.png', 'group_1_view_0.png'
-    ]
     cell = 32 * 2 + 4
-    # 2 layers x 2 heads, answer key + 3 queries
-    check_labelled(mmcv.imread(attn[0], channel_order='rgb'), 4, 4, cell, 4)
+    for folder in ('attention', 'attention_content'):  # the cue removed
+        attn = sorted(glob.glob(str(out / folder / '*.png')))
+        assert [osp.basename(f) for f in attn] == [
+            'group_0_view_0.png', 'group_1_view_0.png'
+        ]
+        # 2 layers x 2 heads, answer key + 3 queries
+        check_labelled(mmcv.imread(attn[0], channel_order='rgb'), 4, 4,
+                       cell, 4)
 
     # a clear error, in process (no second interpreter start-up)
     spec = importlib.util.spec_from_file_location('vis_mixing', script)

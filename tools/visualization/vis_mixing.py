@@ -19,9 +19,13 @@ seeded), mixes them in groups of G and writes
   (``--per-head`` for one row per layer and head). Rows are labelled on
   the left (``layer i`` / ``layer i head h``), a legend on top gives each
   source's colour and the query outline. Mostly the query's own colour =
-  good homologous recognition.
+  good homologous recognition;
+* ``DIR/attention_content/...``: the same mixed images encoded again with
+  every source cue removed (homologous bias 0, no segment embedding), for
+  an encoder trained with one: what it recognises from content alone.
 
-and prints the homologous precision per layer on these images.
+and prints the homologous precision per layer on these images, as trained
+and from content alone (over all and over foreground query patches).
 """
 import argparse
 import os.path as osp
@@ -129,8 +133,8 @@ def main():
     data = default_collate([
         dataset[i] for i in range(args.start, args.start + args.num_images)
     ])
-    model.backbone.record_precision()  # printed below
-    with torch.no_grad(), recording_keep_masks(model.backbone) as keeps:
+    backbone = model.backbone
+    with torch.no_grad(), recording_keep_masks(backbone) as keeps:
         inputs = model.data_preprocessor(data)['inputs']
         out = model.reconstruct(inputs)
     write_mixing_pictures(inputs, out, model,
@@ -140,22 +144,33 @@ def main():
         print('The model has no homologous-attention layer: no attention '
               'pictures.')
     else:
-        files = write_attention_pictures(
-            out,
-            keeps,
-            model,
-            osp.join(args.out_dir, 'attention'),
-            queries=args.queries,
-            layers=args.layers,
-            per_head=args.per_head,
-            zoom=args.zoom,
-            seed=args.seed,
-            prefix='')
-        print(f'{len(files)} attention pictures in '
-              f'{osp.join(args.out_dir, "attention")}')
-        precision = model.backbone.homologous_precision()
-        print('homologous precision on these images: ' + '  '.join(
-            f'{k}: {v.item():.3f}' for k, v in precision.items()))
+        pictures = [('attention', 'as trained', keeps)]
+        if backbone.has_source_cue:  # the same mixed images, no cue
+            with torch.no_grad(), recording_keep_masks(backbone) as plain:
+                backbone.encode_mixed(inputs, out['masks'], cues=False)
+            pictures.append(('attention_content',
+                             'content only (source cues removed)', plain))
+        for folder, what, selection in pictures:
+            files = write_attention_pictures(
+                out, selection, model, osp.join(args.out_dir, folder),
+                queries=args.queries, layers=args.layers,
+                per_head=args.per_head, zoom=args.zoom, seed=args.seed,
+                prefix='')
+            print(f'{len(files)} attention pictures ({what}) in '
+                  f'{osp.join(args.out_dir, folder)}')
+        with torch.no_grad():
+            precision = model.recognition(inputs, out['masks'])
+        N, G = backbone.num_patches, backbone.group_size
+        print(f'homologous precision on these images (chance '
+              f'{(N // G) / (N + 1):.3f}):')
+        for prefix, what in (
+                ('homo_prec', 'as trained'),
+                ('homo_prec_content', 'content only'),
+                ('homo_prec_content_fg', 'content only, foreground queries '
+                 f'(brightest pixel > {model.fg_threshold})')):
+            print(f'  {what}: ' + '  '.join(
+                f'l{i} {precision[f"{prefix}_l{i}"].item():.3f}'
+                for i in backbone.homo_layers))
     print(f'Reconstructions in {osp.join(args.out_dir, "reconstruction")}')
 
 
