@@ -15,7 +15,8 @@ import sys
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import run as bench  # noqa: E402  (load_split, ROOT)
+from fmnist_study.data import ENCODER, load_split  # noqa: E402
+from fmnist_study.methods import ROOT  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -23,13 +24,13 @@ def main(argv=None) -> dict:
     parser.add_argument('--num', type=int, default=5000,
                         help='the first NUM train images (uncropped)')
     parser.add_argument('--data-root',
-                        default=osp.join(bench.ROOT, 'data', 'fashion_mnist'))
+                        default=osp.join(ROOT, 'data', 'fashion_mnist'))
     args = parser.parse_args(argv)
     from mmpretrain.models.heads import MAEPretrainHead
-    x, _ = bench.load_split(args.data_root, False, args.num)  # (n, 1, 32, 32)
+    x, _ = load_split(args.data_root, False, args.num)  # (n, 1, 32, 32)
     head = MAEPretrainHead(
         loss=dict(type='PixelReconstructionLoss', criterion='L2'),
-        norm_pix=True, patch_size=bench.ENCODER['patch_size'], in_channels=1)
+        norm_pix=True, patch_size=ENCODER['patch_size'], in_channels=1)
     target = head.construct_target(x)  # (n, 64, 16), normalised per patch
     var = head.patchify(x).var(dim=-1)  # (n, 64)
     out = dict(

@@ -32,6 +32,7 @@ prints the table.
 import argparse
 import copy
 import importlib.util
+import json
 import math
 import os
 import os.path as osp
@@ -54,8 +55,15 @@ def _load(name: str, rel: str):
     return module
 
 
-cls_bench = _load('fashion_mnist_cls_benchmark',
-                  'benchmarks/fashion_mnist/run.py')
+# the classification study's package (benchmarks/fashion_mnist/fmnist_study)
+sys.path.insert(0, osp.join(ROOT, 'benchmarks', 'fashion_mnist'))
+from fmnist_study import cli as cls_cli  # noqa: E402
+from fmnist_study import data as cls_data  # noqa: E402
+from fmnist_study import methods as cls_methods  # noqa: E402
+from fmnist_study import pretrain as cls_pretrain  # noqa: E402
+from fmnist_study import report as cls_report  # noqa: E402
+from fmnist_study import stats as cls_stats  # noqa: E402
+
 compose = _load('compose_fashion_mnist_dense',
                 'tools/dataset_converters/compose_fashion_mnist_dense.py')
 
@@ -64,12 +72,12 @@ SEG_CONFIG = ('configs/benchmarks/mmsegmentation/'
               '512x512.py')
 DET_CONFIG = ('configs/benchmarks/mmdetection/'
               'mask-rcnn_vit-base-p16_mixedae-pre_fpn_8xb2-amp-ms-1x_coco.py')
-FLOOR = cls_bench.FLOOR
+FLOOR = cls_methods.FLOOR
 METRICS = ('mIoU', 'bbox_mAP', 'segm_mAP')
 SUMMARY_KEYS = METRICS + ('bbox_mAP_50', 'segm_mAP_50')
-MEAN, STD = cls_bench.MEAN, cls_bench.STD
-ARCH = cls_bench.ENCODER['arch']  # 192-dim, 6 layers, 3 heads
-PATCH = cls_bench.ENCODER['patch_size']  # 4: a stride-4 feature map
+MEAN, STD = cls_data.MEAN, cls_data.STD
+ARCH = cls_data.ENCODER['arch']  # 192-dim, 6 layers, 3 heads
+PATCH = cls_data.ENCODER['patch_size']  # 4: a stride-4 feature map
 # 6 layers: the 12-layer (3, 5, 7, 11) taps of the config, halved
 SEG_OUT_INDICES = (1, 2, 3, 5)
 
@@ -111,6 +119,15 @@ DEFAULT_REUSE = {
 OPTIM = dict(lr=1e-3, weight_decay=0.05, warmup_ratio=0.1)
 
 
+def write_results(out_dir: str, table: str, **result) -> dict:
+    """``results.json`` (``result``) and ``results.md`` (``table``)."""
+    with open(osp.join(out_dir, 'results.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+    with open(osp.join(out_dir, 'results.md'), 'w') as f:
+        f.write(table)
+    return result
+
+
 # ------------------------------------------------------------------ encoders
 def _finished_checkpoint(work_dir: str, epochs: int) -> Optional[str]:
     """``work_dir/epoch_{epochs}.pth`` if the Runner finished writing it
@@ -130,8 +147,8 @@ def get_encoder(method: str, seed: int, pretrain_budget: dict,
     """The converted ViT state of ``method`` / ``seed`` and its origin."""
     from mixedae.utils.checkpoint import convert_to_vit, load_checkpoint_safely
     if method == FLOOR:
-        return dict(vit=cls_bench.random_init(seed), source='random init')
-    tag = f'{cls_bench._slug(method)}_seed{seed}'
+        return dict(vit=cls_pretrain.random_init(seed), source='random init')
+    tag = f'{cls_methods.slug(method)}_seed{seed}'
     own = osp.join(work_dir, 'pretrain', tag)
     for d in [own] + [osp.join(ROOT, r, tag) for r in reuse_dirs]:
         ckpt = _finished_checkpoint(d, pretrain_budget['epochs'])
@@ -145,9 +162,10 @@ def get_encoder(method: str, seed: int, pretrain_budget: dict,
             continue  # another budget
         return dict(vit=convert_to_vit(state), source=osp.relpath(ckpt, ROOT),
                     pretrain_iters=want, pretrain_seconds=None)
-    out = cls_bench.pretrain(method, seed, pretrain_budget, own, data_root,
-                             quiet=quiet)
-    return dict(vit=out['vit'], source='pre-trained here: ' +
+    out = cls_pretrain.pretrain(method, seed, pretrain_budget, own,
+                                data_root, quiet=quiet)
+    vit = convert_to_vit(load_checkpoint_safely(out['checkpoint']))
+    return dict(vit=vit, source='pre-trained here: ' +
                 osp.relpath(own, ROOT), pretrain_iters=out['iters'],
                 pretrain_seconds=out['seconds'])
 
@@ -210,7 +228,7 @@ def _train_eval(cfg) -> Dict[str, float]:
     from mmengine.runner import Runner
     start = time.perf_counter()
     runner = Runner.from_cfg(cfg)
-    timer = cls_bench._train_timer()
+    timer = cls_pretrain._train_timer(cfg.work_dir)
     runner.register_hook(timer, priority='VERY_LOW')
     runner.train()
     train_s = time.perf_counter() - start
@@ -338,7 +356,7 @@ def markdown(summary: Dict[str, dict], settings: dict) -> str:
              '|---|---:|---:|---:|']
     for method, stats in summary.items():
         lines.append('| {} | {} | {} | {} |'.format(
-            method, *(cls_bench.format_stat(stats.get(k)) for k in METRICS)))
+            method, *(cls_report.format_stat(stats.get(k)) for k in METRICS)))
     s = settings
     lines += [
         '',
@@ -370,7 +388,7 @@ def parse_args(argv=None):
                       help='seconds: a plumbing check for the tests')
     parser.add_argument('--seeds', type=int, nargs='+')
     parser.add_argument('--methods', nargs='+',
-                        choices=list(cls_bench.METHODS),
+                        choices=list(cls_methods.METHODS),
                         default=['MAE', 'MixedAE'],
                         help='pre-training methods (random init is added)')
     parser.add_argument('--no-floor', action='store_true',
@@ -420,7 +438,7 @@ def _main(args) -> dict:
         raise ValueError('--num-train and --num-val must be positive.')
     if not budget['lr'] > 0:
         raise ValueError(f"--lr must be positive, got {budget['lr']}.")
-    pre_budget = dict(cls_bench.PRESETS[budget['pretrain']])
+    pre_budget = dict(cls_cli.PRESETS[budget['pretrain']])
     if 'pretrain_images' in budget:
         pre_budget['pretrain_images'] = budget['pretrain_images']
     pre_budget.setdefault('finetune_images', None)
@@ -467,15 +485,15 @@ def _main(args) -> dict:
     runs: List[dict] = []
 
     def save():
-        summary = cls_bench.summarise(runs, methods, SUMMARY_KEYS)
+        summary = cls_stats.summarise(runs, methods, SUMMARY_KEYS)
         table = markdown(summary, settings)
-        return cls_bench.write_results(
+        return write_results(
             out_dir, table, settings=settings, machine=machine, runs=runs,
             summary=summary, total_seconds=time.perf_counter() - total), table
 
     for seed in budget['seeds']:
         for method in methods:
-            tag = f'{cls_bench._slug(method)}_seed{seed}'
+            tag = f'{cls_methods.slug(method)}_seed{seed}'
             work_dir = osp.join(out_dir, tag)
             os.makedirs(work_dir, exist_ok=True)
             print(f'[{time.perf_counter() - total:6.0f} s] {method}, seed '

@@ -1,0 +1,205 @@
+"""The study's markdown tables: the metrics per method, the paired
+differences with their intervals, and the homologous precision per layer,
+as trained and from content alone."""
+import statistics
+from typing import Dict, List, Optional, Sequence
+
+from .methods import NUM_PATCHES, GROUP_SIZE, homocon_floor_of
+
+NAMES = dict(knn_top1='k-NN top-1 (%)', linear_top1='linear top-1 (%)',
+             finetune_top1='fine-tune top-1 (%)',
+             seg_miou='seg. mIoU, 11 classes (%)',
+             seg_miou_items='seg. mIoU, 10 items (%)',
+             discovery_fg_ari='discovery FG-ARI (%)',
+             discovery_best_iou='discovery best-match IoU (%)')
+CLASSIFICATION = ('knn_top1', 'linear_top1', 'finetune_top1')
+DENSE = ('seg_miou', 'seg_miou_items', 'discovery_fg_ari',
+         'discovery_best_iou')
+CHANCE = (NUM_PATCHES // GROUP_SIZE) / (NUM_PATCHES + 1)
+# rows of the precision table: (the run's recognition entry, label)
+PRECISIONS = (('as_trained', 'as trained'),
+              ('content', 'content only'),
+              ('content_fg', 'content only, foreground queries'))
+
+
+def format_stat(stat: Optional[dict], fmt: str = '{:.1f}') -> str:
+    """A table cell: 'mean ± std', 'mean' for one seed, '–' for none."""
+    if stat is None:
+        return '–'
+    text = fmt.format(stat['mean'])
+    if stat['std'] is not None:
+        text += ' ± ' + fmt.format(stat['std'])
+    return text
+
+
+def format_diff(diff: Optional[dict]) -> str:
+    """A table cell: '+1.2 [+0.3, +2.1]' (mean and CI), '–' for none."""
+    if diff is None:
+        return '–'
+    text = f"{diff['mean']:+.1f}"
+    if diff['ci'] is not None:
+        text += ' [{:+.1f}, {:+.1f}]'.format(*diff['ci'])
+    return text
+
+
+def diff_cells(diff: Dict[str, dict], metrics: Sequence[str]) -> str:
+    """'seeds | cell | cell ...' of one row of paired differences."""
+    seeds = next(diff[m]['seeds'] for m in metrics if m in diff)
+    return ' | '.join([' '.join(map(str, seeds))] +
+                      [format_diff(diff.get(m)) for m in metrics])
+
+
+def precision_cells(runs: Sequence[dict], method: str, kind: str,
+                    num_layers: int) -> List[str]:
+    """Each layer's end-of-training precision of one kind (a
+    :data:`PRECISIONS` key): the mean over seeds, and the lowest seed's in
+    brackets when there are several."""
+    cells = []
+    for i in range(num_layers):
+        vals = [r['recognition'][kind][r['recognition']['layers'].index(i)]
+                for r in runs if r['method'] == method
+                and r.get('recognition')
+                and i in r['recognition']['layers']]
+        cell = f'{statistics.fmean(vals):.2f}' if vals else '–'
+        if len(vals) > 1:
+            cell += f' ({min(vals):.2f})'
+        cells.append(cell)
+    return cells
+
+
+def precision_table(runs: Sequence[dict], methods: Sequence[str],
+                    batch_size: int, num_layers: int = 6) -> List[str]:
+    """The precision rows of every method with homologous attention, and
+    its final HomoCon loss next to the loss's floor."""
+    with_prec = [m for m in methods if any(
+        r.get('recognition') for r in runs if r['method'] == m)]
+    if not with_prec:
+        return []
+    rec = next(r['recognition'] for r in runs if r.get('recognition'))
+    lines = [
+        '', 'Homologous precision per layer at the end of pre-training, '
+        f"on {rec['images']} test images mixed by the same masks for every "
+        'method (mean over seeds, the lowest seed in brackets; chance '
+        f'{NUM_PATCHES // GROUP_SIZE}/{NUM_PATCHES + 1} = {CHANCE:.2f}). '
+        '*As trained*: with the source cues the model was trained with '
+        '(homologous bias, segment embedding); *content only*: the same '
+        'images encoded again with every cue removed, i.e. what the '
+        'encoder recognises from what the patches look like; '
+        '*foreground*: queries whose brightest pixel is not black '
+        f"({100 * rec['fg_share']:.0f}% of the patches; a blank patch "
+        "cannot tell its source). The final HomoCon loss is next to its "
+        'floor (features clustered by source as well as unit vectors can '
+        'be).', '',
+        '| method | precision | ' + ' | '.join(
+            f'l{i}' for i in range(num_layers)) +
+        ' | loss_homocon | its floor |', '|---|---|' + '---:|' *
+        (num_layers + 2)]
+    for method in with_prec:
+        vals = [r['final_scalars']['loss_homocon'] for r in runs
+                if r['method'] == method
+                and 'loss_homocon' in r.get('final_scalars', {})]
+        floor = homocon_floor_of(method, batch_size)
+        for j, (kind, label) in enumerate(PRECISIONS):
+            tail = ['', '']
+            if j == 0:
+                tail = [f'{statistics.fmean(vals):.4f}' if vals else '–',
+                        '–' if floor is None else f'{floor:.4f}']
+            lines.append('| {} | {} | {} |'.format(
+                method if j == 0 else '', label, ' | '.join(
+                    precision_cells(runs, method, kind, num_layers) + tail)))
+    return lines
+
+
+def metric_table(summary: Dict[str, dict], runs: Sequence[dict],
+                 metrics: Sequence[str], time: bool = True) -> List[str]:
+    """Mean ± std over seeds of ``metrics`` per method."""
+    lines = ['| method | seeds | ' + ('pre-train time / run (s) | '
+                                     if time else '') +
+             ' | '.join(NAMES[m] for m in metrics) + ' |',
+             '|---|---|' + ('---:|' if time else '') + '---:|' * len(metrics)]
+    for method, stats in summary.items():
+        if not any(k in stats for k in metrics):
+            continue
+        cells = [method, ' '.join(str(r['seed']) for r in runs
+                                  if r['method'] == method)]
+        if time:
+            cells.append(format_stat(stats.get('pretrain_seconds'), '{:.0f}'))
+        cells += [format_stat(stats.get(k)) for k in metrics]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def diff_table(diffs: Dict[str, dict], metrics: Sequence[str],
+               parts: bool = False) -> List[str]:
+    """One row of paired differences (mean [CI]) per method, or per part
+    of the recipe (``component_differences``)."""
+    metrics = [m for m in metrics if any(m in d for d in diffs.values())]
+    if not metrics:
+        return []
+    head = '| part | method − baseline |' if parts else '| method |'
+    lines = [head + ' seeds | ' + ' | '.join(
+        'Δ ' + NAMES[m].replace(' (%)', '') for m in metrics) + ' |',
+        '|---' * (2 + parts) + '|' + '---:|' * len(metrics)]
+    for name, d in diffs.items():
+        first = f"{name} | {d['method']} − {d['baseline']}" if parts \
+            else name
+        lines.append(f'| {first} | {diff_cells(d, metrics)} |')
+    return lines
+
+
+def markdown(summary: Dict[str, dict], settings: dict,
+             diffs: Optional[Dict[str, dict]] = None,
+             runs: Sequence[dict] = (),
+             parts: Optional[Dict[str, dict]] = None) -> str:
+    """The results tables: mean ± std over seeds; the paired differences
+    against MAE, and those of each part of the recipe, with their
+    confidence intervals; the frozen dense probes; the homologous
+    precision per layer."""
+    seeds = settings['seeds']
+    asked = settings.get('metrics', list(NAMES))
+    metrics = [m for m in CLASSIFICATION if m in asked]
+    lines = metric_table(summary, runs, metrics)
+    pre = settings['pretrain_images'] or 60000
+    conf = round(100 * settings.get('confidence', 0.95))
+    lines += [
+        '',
+        f"Fashion-MNIST, seeds {seeds} (mean ± sample std over the seeds "
+        'run so far). '
+        f"Pre-training: {settings['epochs']} epoch(s) of {pre} train images "
+        f"(no labels), batch {settings['batch_size']}. k-NN (k = 20, cosine, "
+        'T = 0.07) and linear probe on frozen average-pooled features, '
+        f"{settings['eval_train_images']} train / "
+        f"{settings['eval_test_images']} test images. Fine-tune: "
+        f"{settings['finetune_iters']} iterations of "
+        f"{settings['finetune_batch_size']}, tested on "
+        f"{settings['eval_test_images']} test images. Pre-train time: the "
+        'training loop of one run (wall clock, this machine, often shared '
+        'with a second run).']
+    if diffs and diff_table(diffs, metrics):
+        lines += ['', f'Paired differences against MAE (same seed), mean '
+                  f'[{conf}% CI, Student t]:', '']
+        lines += diff_table(diffs, metrics)
+    if parts and diff_table(parts, metrics, parts=True):
+        lines += ['', 'What each part adds: paired differences between a '
+                  'method and the one it builds on (same seed), mean '
+                  f'[{conf}% CI]:', '']
+        lines += diff_table(parts, metrics, parts=True)
+    dense = [m for m in DENSE if any(m in s for s in summary.values())]
+    if dense:
+        lines += ['', 'Frozen dense probes on multi-object canvases (1-3 '
+                  'Fashion-MNIST items on a black 64-px canvas; '
+                  f"{settings.get('dense_train_canvases')} train / "
+                  f"{settings.get('dense_val_canvases')} val canvases): a "
+                  'linear classifier on every frozen patch feature, '
+                  'upsampled (mIoU over the 11 classes and over the 10 '
+                  'items), and zero-shot object discovery (k-means with '
+                  'k = 4 on each canvas\'s patch features, no labels; FG-ARI '
+                  'over canvases with two or more items, best-match IoU per '
+                  'item):', '']
+        lines += metric_table(summary, runs, dense, time=False)
+        if diffs and diff_table(diffs, dense):
+            lines += ['', f'Paired differences against MAE, mean [{conf}% '
+                      'CI]:', '']
+            lines += diff_table(diffs, dense)
+    lines += precision_table(runs, list(summary), settings['batch_size'])
+    return '\n'.join(lines) + '\n'
