@@ -217,3 +217,37 @@ def test_linear_segmentation_probe_and_miou():
     # patch features that name the class: most pixels right (the
     # upsampling blurs the patch borders); noise: about chance (1/11)
     assert good['seg_miou'] > 50 and bad['seg_miou'] < 20
+
+
+def test_budgets_side_by_side_from_the_stored_runs(tmp_path):
+    """Two budgets of stored runs (written here in the study's format):
+    the table pairs every method with MAE at each budget, and the plot is
+    drawn; a run stored under another budget's key is not used."""
+    from fmnist_study.store import budget_name, run_key, run_path, save_run
+    knn = {3: dict(MAE=(70., 72.), MixedAE=(71., 74.)),
+           12: dict(MAE=(75., 76.), MixedAE=(78., 80.))}
+    for epochs, methods in knn.items():
+        budget = dict(cli.PRESETS['study'], epochs=epochs,
+                      finetune_images=None)
+        folder = tmp_path / budget_name(budget)
+        for method, values in methods.items():
+            for seed, value in enumerate(values):
+                save_run(run_path(str(folder), method, seed),
+                         dict(method=method, seed=seed, knn_top1=value,
+                              key=run_key(method, budget)))
+    stray = dict(method='MAE', seed=2, knn_top1=0., key={'epochs': 99})
+    save_run(run_path(str(tmp_path / '12ep'), 'MAE', 2), stray)
+    out = cli.main(['--study', '--report', '--budgets', '3', '12',
+                    '--methods', 'MAE', 'MixedAE', '--seeds', '0', '1', '2',
+                    '--results-dir', str(tmp_path), '--out-dir',
+                    str(tmp_path / 'work')])
+    rows = {line.split('|')[1].strip(): line
+            for line in out['table'].splitlines()[2:]}
+    # MixedAE - MAE: +1, +2 at 3 epochs; +3, +4 at 12 (t(0.975, 1) = 12.7)
+    assert rows['MixedAE'] == (
+        '| MixedAE | k-NN top-1 (%) | 72.5 ± 2.1 | 79.0 ± 1.4 | '
+        '+1.5 [-4.9, +7.9] | +3.5 [-2.9, +9.9] |')
+    assert rows['MAE'] == ('| MAE | k-NN top-1 (%) | 71.0 ± 1.4 | '
+                           '75.5 ± 0.7 | – | – |')
+    assert out['points']['MAE'][12]['knn_top1']['n'] == 2  # not seed 2
+    assert (tmp_path / 'work' / 'budgets.png').stat().st_size > 0

@@ -87,7 +87,8 @@ def parse_args(argv=None):
     parser.add_argument('--results-dir',
                         help='the per-run result files; default benchmarks/'
                         'fashion_mnist/results/<epochs>ep with --study, '
-                        'OUT_DIR/runs otherwise')
+                        'OUT_DIR/runs otherwise (with --budgets: the folder '
+                        'holding one <epochs>ep folder per budget)')
     parser.add_argument('--data-root',
                         default=osp.join(ROOT, 'data', 'fashion_mnist'))
     parser.add_argument('--threads', type=int,
@@ -99,6 +100,12 @@ def parse_args(argv=None):
                 'dense_val_canvases'):
         parser.add_argument('--' + key.replace('_', '-'), type=int,
                             help='override the preset')
+    parser.add_argument('--budgets', type=int, nargs='+',
+                        help='with --study --report: the methods at these '
+                        'budgets (epochs) side by side, from their stored '
+                        'runs (budgets.md, budgets.png)')
+    parser.add_argument('--figures',
+                        help='where the plots go (default: OUT_DIR)')
     parser.add_argument('--verbose', action='store_true',
                         help="show the Runners' logs")
     return parser.parse_args(argv)
@@ -106,6 +113,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.budgets:
+        if not (args.study and args.report):
+            raise SystemExit('--budgets goes with --study --report.')
+        return compare_budgets(args)
     preset = ('smoke' if args.smoke else 'quick' if args.quick else
               'study' if args.study else 'full')
     budget = dict(dict(finetune_images=None), **PRESETS[preset])
@@ -231,7 +242,8 @@ def report(runs, methods, args, settings, out_dir, missing) -> dict:
     classification = [m for m in args.metrics if m in METRICS[:3]]
     if diffs and classification:
         plot_differences(
-            diffs, classification, osp.join(out_dir, 'differences.png'),
+            diffs, classification,
+            osp.join(args.figures or out_dir, 'differences.png'),
             f"Fashion-MNIST, {settings['epochs']} epoch(s) of "
             f"{settings['pretrain_images'] or 60000} images\npaired "
             'difference to MAE (same seed), mean and 95% CI')
@@ -240,3 +252,43 @@ def report(runs, methods, args, settings, out_dir, missing) -> dict:
     return dict(settings=settings, runs=runs, summary=summary,
                 differences=diffs, component_differences=parts,
                 missing=missing, table=table)
+
+
+def compare_budgets(args) -> dict:
+    """``--study --report --budgets 3 12``: every method at every budget
+    from the stored runs, a table (``budgets.md`` in the study's work dir)
+    and a plot (``budgets.png``)."""
+    from .plots import plot_budgets
+    from .report import NAMES, budget_table
+    from .stats import mean_ci
+    methods = list(args.methods)
+    seeds = args.seeds or PRESETS['study']['seeds']
+    by_budget = {}
+    for epochs in args.budgets:
+        budget = dict(PRESETS['study'], epochs=epochs, finetune_images=None)
+        results = osp.join(args.results_dir or RESULTS,
+                           budget_name(budget))
+        by_budget[epochs] = [
+            run for method in methods for seed in seeds
+            for run in [load_run(run_path(results, method, seed),
+                                 run_key(method, budget))] if run]
+    keys = [m for m in METRICS[:3] + DENSE
+            if any(m in r for runs in by_budget.values() for r in runs)]
+    points = {m: {e: {k: mean_ci([r[k] for r in runs if r['method'] == m
+                                  and k in r])
+                      for k in keys if any(r['method'] == m and k in r
+                                           for r in runs)}
+                  for e, runs in by_budget.items()} for m in methods}
+    out_dir = args.out_dir or osp.join('work_dirs', 'benchmarks',
+                                       'fashion_mnist_study')
+    os.makedirs(out_dir, exist_ok=True)
+    table = '\n'.join(budget_table(by_budget, methods, keys)) + '\n'
+    with open(osp.join(out_dir, 'budgets.md'), 'w') as f:
+        f.write(table)
+    plot_budgets(points, keys, NAMES,
+                 osp.join(args.figures or out_dir, 'budgets.png'),
+                 'Fashion-MNIST study: each method against the pre-training '
+                 'budget (mean and 95% CI over seeds ' +
+                 ' '.join(map(str, seeds)) + ')')
+    print(table)
+    return dict(table=table, runs=by_budget, points=points)

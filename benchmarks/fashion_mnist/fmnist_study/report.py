@@ -203,3 +203,34 @@ def markdown(summary: Dict[str, dict], settings: dict,
             lines += diff_table(diffs, dense)
     lines += precision_table(runs, list(summary), settings['batch_size'])
     return '\n'.join(lines) + '\n'
+
+
+def budget_table(by_budget: Dict[int, List[dict]], methods: Sequence[str],
+                 metrics: Sequence[str], confidence: float = 0.95
+                 ) -> List[str]:
+    """The methods at every budget side by side: per metric, the mean ±
+    std over seeds and the paired difference against MAE [CI] at each
+    budget (``by_budget``: epochs -> runs)."""
+    from .stats import paired_differences, summarise
+    budgets = sorted(by_budget)
+    head = ' | '.join(f'{e} ep' for e in budgets) + ' | ' + ' | '.join(
+        f'Δ MAE, {e} ep' for e in budgets)
+    lines = [f'| method | metric | {head} |',
+             '|---|---|' + '---:|' * (2 * len(budgets))]
+    summaries = {e: summarise(r, methods, metrics)
+                 for e, r in by_budget.items()}
+    diffs = {e: paired_differences(r, methods, metrics,
+                                   confidence=confidence)
+             for e, r in by_budget.items()}
+    for method in methods:
+        for metric in metrics:
+            stats = [summaries[e].get(method, {}).get(metric)
+                     for e in budgets]
+            if not any(stats):
+                continue
+            cells = [format_stat(s) for s in stats] + [
+                format_diff(diffs[e].get(method, {}).get(metric))
+                for e in budgets]
+            lines.append(f'| {method} | {NAMES[metric]} | ' +
+                         ' | '.join(cells) + ' |')
+    return lines
