@@ -109,7 +109,7 @@ def test_per_image_bias_matches_the_plain_graph_and_its_gradient():
     src = torch.randint(0, 3, (B, T))
     src[:, 0] = -1
     bias = torch.tensor([[2., 1.], [0., 0.], [1., 3.]], requires_grad=True)
-    out, _ = topk_attention(q, k, v, 4, d**-0.5, bias, src)
+    out, _, _ = topk_attention(q, k, v, 4, d**-0.5, bias, src)
     ref = topk_attention_reference(q, k, v, 4, d**-0.5, bias=bias,
                                    source_ids=src)
     assert torch.allclose(out, ref, atol=1e-6)
@@ -218,3 +218,36 @@ def test_hook_warns_when_recognition_is_all_prior():
     outputs['homo_prec_content'] = torch.tensor(CHANCE + 0.1)
     hook.after_train_iter(runner, 0, outputs=outputs)
     assert not any('source prior' in m for m in runner.messages)
+
+
+def test_lean_core_computes_the_recognition_loss_and_its_gradient():
+    """The recognition loss computed inside the lean top-k pass equals the
+    plain graph's, and so do the gradients of the attention output and
+    the loss together (also with a bias, which the loss ignores); no
+    (T, T) tensor is kept for backward."""
+    from mixedae.utils.profiling import saved_tensor_bytes
+    torch.manual_seed(0)
+    B, h, T, d = 2, 3, 17, 8
+    src = torch.cat((torch.full((B, 1), -1),
+                     torch.randperm(16).repeat(B, 1) % 4), dim=1)
+    for bias in (None, torch.tensor([0.5, 1., 2.], requires_grad=True)):
+        q, k, v = (torch.randn(B, h, T, d, requires_grad=True)
+                   for _ in range(3))
+        out, _, loss = topk_attention(q, k, v, 5, d**-0.5, bias, src, True)
+        ref_out = topk_attention_reference(q, k, v, 5, d**-0.5, bias=bias,
+                                           source_ids=src)
+        ref_loss = recognition_loss(q, k, d**-0.5, src)
+        assert torch.allclose(loss, ref_loss, atol=1e-6)
+        g = torch.randn_like(out)
+        inputs = (q, k, v) + (() if bias is None else (bias, ))
+        got = torch.autograd.grad((out * g).sum() + 0.7 * loss, inputs)
+        want = torch.autograd.grad((ref_out * g).sum() + 0.7 * ref_loss,
+                                   inputs)
+        for a, b in zip(got, want):
+            assert torch.isfinite(a).all()
+            assert torch.allclose(a, b, atol=1e-5)
+    q, k, v = (torch.randn(B, h, T, d, requires_grad=True)
+               for _ in range(3))
+    with saved_tensor_bytes(square=T) as saved:
+        topk_attention(q, k, v, 5, d**-0.5, None, src, True)
+    assert saved['square'] == 0 and saved['total'] > 0  # q, k, v, kth, ids

@@ -94,7 +94,7 @@ def test_lean_core_matches_the_autograd_graph(topk):
     ref = topk_attention_reference(q, k, v, topk, 0.25)
     grad = torch.randn_like(ref)
     ref_grads = torch.autograd.grad(ref, (q, k, v), grad)
-    out, kth = topk_attention(q, k, v, topk, 0.25)
+    out, kth, _ = topk_attention(q, k, v, topk, 0.25)
     grads = torch.autograd.grad(out, (q, k, v), grad)
     assert torch.allclose(out, ref, atol=1e-6)
     for a, b in zip(grads, ref_grads):
@@ -113,7 +113,7 @@ def test_lean_core_with_homologous_bias_matches_the_autograd_graph():
     grad = torch.randn_like(ref)
     inputs = (q, k, v, bias)
     ref_grads = torch.autograd.grad(ref, inputs, grad)
-    out, _ = topk_attention(q, k, v, 3, 0.25, bias, src)
+    out, _, _ = topk_attention(q, k, v, 3, 0.25, bias, src)
     assert torch.allclose(out, ref, atol=1e-6)
     for a, b in zip(torch.autograd.grad(out, inputs, grad), ref_grads):
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
@@ -123,7 +123,7 @@ def test_lean_core_with_homologous_bias_matches_the_autograd_graph():
 def test_lean_core_matches_under_bf16_autocast():
     q, k, v = _qkv(dtype=torch.bfloat16)
     ref = topk_attention_reference(q, k, v, 8, 0.25)
-    out, _ = topk_attention(q, k, v, 8, 0.25)
+    out, _, _ = topk_attention(q, k, v, 8, 0.25)
     grad = torch.randn_like(ref)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), grad),
                     torch.autograd.grad(ref, (q, k, v), grad)):

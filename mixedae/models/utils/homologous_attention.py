@@ -10,7 +10,9 @@ from mmpretrain.registry import MODELS
 
 class _TopKAttention(torch.autograd.Function):
     """``softmax(TopK(q k^T * scale [+ bias * same])) v`` that keeps no
-    (T, T) tensor for backward.
+    (T, T) tensor for backward, and optionally the attention recognition
+    loss of the content logits ``q k^T * scale`` (:func:`recognition_loss`)
+    computed in the same pass.
 
     Forward saves q, k, v (which the projections keep alive anyway), the
     k-th largest logit of every row, (B, h, T, 1), and with a homologous
@@ -18,33 +20,45 @@ class _TopKAttention(torch.autograd.Function):
     selection and the softmax from them, flash-attention style. The
     recomputed logits are bit-identical to the forward's (same inputs, same
     ops), so the selection and the gradients are exactly those of the plain
-    autograd graph (``topk_attention_reference``).
+    autograd graph (``topk_attention_reference``). The recognition loss's
+    gradient with respect to the logits is added to the attention's before
+    the two matmuls that give q's and k's gradients, so it costs no extra
+    matmul and no saved tensor.
 
     Precision follows what autocast does to the plain graph: logits, top-k
-    and ``attn @ v`` in the inputs' dtype, the softmax in fp32. Autocast is
-    switched off inside, the casts are explicit, so forward and backward
+    and ``attn @ v`` in the inputs' dtype, the softmaxes in fp32. Autocast
+    is switched off inside, the casts are explicit, so forward and backward
     agree on CPU (bf16) and CUDA (fp16 / bf16) alike.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, topk: int, scale: float, bias, source_ids):
+    def forward(ctx, q, k, v, topk: int, scale: float, bias, source_ids,
+                recognition: bool):
         with torch.autocast(q.device.type, enabled=False):
-            logits = _logits(q, k, scale, bias, source_ids)  # (B, h, T, T)
+            logits = (q @ k.transpose(-2, -1)).mul_(scale)  # (B, h, T, T)
+            loss = _recognition(logits, source_ids)[0] if recognition \
+                else logits.new_zeros((), dtype=torch.float32)
+            _add_bias_(logits, bias, source_ids)
             kth = _kth_largest(logits, topk)  # (B, h, T, 1)
             attn = _masked_softmax_(logits, kth)  # fp32
             out = attn.to(v.dtype) @ v  # (B, h, T, d)
         ctx.save_for_backward(q, k, v, kth, bias, source_ids)
-        ctx.scale = scale
+        ctx.scale, ctx.recognition = scale, recognition
         ctx.mark_non_differentiable(kth)
-        return out, kth
+        return out, kth, loss
 
     @staticmethod
-    def backward(ctx, grad_out, _grad_kth):
+    def backward(ctx, grad_out, _grad_kth, grad_loss):
         q, k, v, kth, bias, source_ids = ctx.saved_tensors
         scale = ctx.scale
         with torch.autocast(q.device.type, enabled=False):
-            attn = _masked_softmax_(
-                _logits(q, k, scale, bias, source_ids), kth)  # (B, h, T, T)
+            logits = (q @ k.transpose(-2, -1)).mul_(scale)
+            grad_recognition = None
+            if ctx.recognition:  # d loss / d logits, before the bias
+                grad_recognition = _recognition(
+                    logits, source_ids, grad=True)[1].mul_(grad_loss)
+            _add_bias_(logits, bias, source_ids)
+            attn = _masked_softmax_(logits, kth)  # (B, h, T, T)
             grad_out = grad_out.to(v.dtype)
             grad_v = attn.to(v.dtype).transpose(-2, -1) @ grad_out
             grad_attn = (grad_out @ v.transpose(-2, -1)).float()
@@ -59,10 +73,13 @@ class _TopKAttention(torch.autograd.Function):
                 if bias.dim() == 1:
                     grad_bias = grad_bias.sum(dim=0)
                 grad_bias = grad_bias.to(bias.dtype)
+            if grad_recognition is not None:
+                grad_logits.add_(grad_recognition)
+                del grad_recognition
             grad_logits = grad_logits.mul_(scale).to(q.dtype)
             grad_q = grad_logits @ k
             grad_k = grad_logits.transpose(-2, -1) @ q
-        return grad_q, grad_k, grad_v, None, None, grad_bias, None
+        return grad_q, grad_k, grad_v, None, None, grad_bias, None, None
 
 
 def _same_source(source_ids: torch.Tensor) -> torch.Tensor:
@@ -77,15 +94,49 @@ def _bias_view(bias: torch.Tensor, num_heads: int) -> torch.Tensor:
     return bias.view(-1, num_heads, 1, 1)
 
 
-def _logits(q, k, scale: float, bias: Optional[torch.Tensor],
-            source_ids: Optional[torch.Tensor]) -> torch.Tensor:
-    """(B, h, T, T) ``q k^T * scale``, plus the bias (``(h,)`` or per image
-    ``(B, h)``) where query and key come from the same source."""
-    logits = (q @ k.transpose(-2, -1)).mul_(scale)
+def _add_bias_(logits: torch.Tensor, bias: Optional[torch.Tensor],
+               source_ids: Optional[torch.Tensor]) -> torch.Tensor:
+    """Add the bias (``(h,)`` or per image ``(B, h)``) to the (B, h, T, T)
+    logits where query and key come from the same source, in place."""
     if bias is not None:
         same = _same_source(source_ids)[:, None].to(logits.dtype)
-        logits.add_(same * _bias_view(bias.to(logits.dtype), q.shape[1]))
+        logits.add_(same * _bias_view(bias.to(logits.dtype),
+                                      logits.shape[1]))
     return logits
+
+
+def _logits(q, k, scale: float, bias: Optional[torch.Tensor],
+            source_ids: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B, h, T, T) ``q k^T * scale``, plus the bias where query and key
+    come from the same source."""
+    return _add_bias_((q @ k.transpose(-2, -1)).mul_(scale), bias,
+                      source_ids)
+
+
+def _recognition(logits: torch.Tensor, source_ids: torch.Tensor,
+                 grad: bool = False):
+    """The attention recognition loss of (B, h, T, T) content logits
+    (:func:`recognition_loss`) and, with ``grad``, its (B, h, T, T) fp32
+    gradient with respect to them (else None): for a patch query,
+    ``softmax_all - softmax_own`` over its candidate keys, over the number
+    of terms averaged."""
+    patch = source_ids >= 0  # (B, T)
+    T = logits.shape[-1]
+    self_pair = torch.eye(T, dtype=torch.bool, device=logits.device)
+    candidate = (patch[:, None, :] & ~self_pair)[:, None]  # (B, 1, T, T)
+    own = (_same_source(source_ids) & ~self_pair)[:, None]
+    queries = patch[:, None, :, None]  # (B, 1, T, 1): patch queries only
+    x = logits.float().masked_fill(~candidate, float('-inf'))
+    # rows of no-source queries (no own keys) made finite: no NaN to mask
+    x_own = x.masked_fill(~own, float('-inf')).masked_fill(~queries, 0.)
+    terms = patch.sum() * logits.shape[1]
+    per_query = x.logsumexp(-1, keepdim=True) - \
+        x_own.logsumexp(-1, keepdim=True)  # (B, h, T, 1)
+    loss = torch.where(queries, per_query, 0.).sum() / terms
+    if not grad:
+        return loss, None
+    g = x.softmax(-1).sub_(x_own.softmax(-1))
+    return loss, torch.where(queries, g, 0.).div_(terms)
 
 
 def _masked_softmax_(logits: torch.Tensor,
@@ -121,8 +172,9 @@ def topk_attention(
         topk: int,
         scale: float,
         bias: Optional[torch.Tensor] = None,
-        source_ids: Optional[torch.Tensor] = None
-) -> Tuple[torch.Tensor, torch.Tensor]:
+        source_ids: Optional[torch.Tensor] = None,
+        recognition: bool = False
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Homologous attention's core, memory-lean (:class:`_TopKAttention`).
 
     Args:
@@ -134,12 +186,16 @@ def topk_attention(
             ``source_ids``).
         source_ids (Tensor, optional): (B, T) source of each token, < 0 for
             none.
+        recognition (bool): also compute :func:`recognition_loss` of the
+            content logits (needs ``source_ids``).
 
     Returns:
-        tuple: ``(out, kth)``, the (B, h, T, d) output and the (B, h, T, 1)
-        k-th largest logit of every query (detached).
+        tuple: ``(out, kth, loss)``, the (B, h, T, d) output, the
+        (B, h, T, 1) k-th largest logit of every query (detached) and the
+        recognition loss (0 without ``recognition``).
     """
-    return _TopKAttention.apply(q, k, v, topk, scale, bias, source_ids)
+    return _TopKAttention.apply(q, k, v, topk, scale, bias, source_ids,
+                                recognition)
 
 
 def topk_attention_reference(q, k, v, topk: int, scale: float,
@@ -253,11 +309,14 @@ class HomologousAttention(MultiheadAttention):
                 self.attn_drop if self.training else 0., homo_bias,
                 source_ids)
             kth = None
+            if recognition:
+                self.recognition_loss = recognition_loss(q, k, scale,
+                                                         source_ids)
         else:
-            out, kth = topk_attention(q, k, v, topk, scale, homo_bias,
-                                      source_ids)
-        if recognition:
-            self.recognition_loss = recognition_loss(q, k, scale, source_ids)
+            out, kth, loss = topk_attention(q, k, v, topk, scale, homo_bias,
+                                            source_ids, recognition)
+            if recognition:
+                self.recognition_loss = loss
         if self.record_keep or (self.record_precision
                                 and source_ids is not None):
             with torch.no_grad():  # diagnostics: recompute the selection
@@ -327,18 +386,9 @@ def recognition_loss(q: torch.Tensor, k: torch.Tensor, scale: float,
 
     It is 0 when every query attends only to its own source, and
     ``ln((N - 1) / (K - 1))`` for uniform attention (N patches, K per
-    source). Computed with the plain autograd graph in fp32.
+    source). This is the plain autograd graph in fp32 (the attention's
+    reference path); the lean core computes it in its own pass.
     """
-    patch = source_ids >= 0  # (B, T)
     with torch.autocast(q.device.type, enabled=False):
         logits = (q.float() @ k.float().transpose(-2, -1)) * scale
-        T = logits.shape[-1]
-        self_pair = torch.eye(T, dtype=torch.bool, device=q.device)
-        candidate = patch[:, None, :] & ~self_pair  # (B, T, T) keys
-        same = _same_source(source_ids) & ~self_pair
-        logits = logits.masked_fill(~candidate[:, None], float('-inf'))
-        log_all = logits.logsumexp(dim=-1)  # (B, h, T)
-        log_own = logits.masked_fill(~same[:, None],
-                                     float('-inf')).logsumexp(dim=-1)
-        per_query = (log_all - log_own).masked_fill(~patch[:, None], 0.)
-        return per_query.sum() / (patch.sum() * q.shape[1])
+        return _recognition(logits, source_ids)[0]
