@@ -46,10 +46,10 @@ def test_component_differences_pair_each_part_with_its_base_method():
     parts = stats.component_differences(
         runs, ['naive mixing', 'MixedAE w/o HomoCon', 'MixedAE'],
         ['knn_top1'])
-    # the paper reading did not run: its comparison is left out
-    assert list(parts) == ['homologous attention (bias)',
+    # the paper reading and the others did not run: left out
+    assert list(parts) == ['homologous attention + recognition loss',
                            'HomoCon (on a projector)']
-    bias = parts['homologous attention (bias)']
+    bias = parts['homologous attention + recognition loss']
     assert (bias['method'], bias['baseline']) == ('MixedAE w/o HomoCon',
                                                   'naive mixing')
     assert bias['knn_top1']['mean'] == pytest.approx(1.5)
@@ -73,11 +73,12 @@ SMOKE = ['--smoke', '--no-floor', '--data-root', DATA, '--pretrain-images',
 
 @pytest.fixture(scope='module')
 def smoke_study(tmp_path_factory):
-    """MAE, the ground-truth prior and a method with no cue: 2 iterations
+    """MAE, the ground-truth prior and the default (no cue): 2 iterations
     of 32 images each, k-NN and the dense probes."""
     require_fashion_mnist()
     tmp = tmp_path_factory.mktemp('study')
-    args = SMOKE + ['--methods', 'MAE', 'MixedAE', 'no source cue, projector',
+    args = SMOKE + ['--methods', 'MAE', 'MixedAE (ground-truth prior)',
+                    'MixedAE',
                     '--metrics', 'knn_top1', 'seg_miou', '--out-dir',
                     str(tmp / 'work'), '--results-dir', str(tmp / 'results')]
     return tmp, args, cli.main(args)
@@ -86,8 +87,9 @@ def smoke_study(tmp_path_factory):
 def test_each_run_is_a_file_with_metrics_precisions_and_curves(smoke_study):
     tmp, _, result = smoke_study
     names = sorted(p.name for p in (tmp / 'results').iterdir())
-    assert names == ['mae_seed0.json', 'mixedae_seed0.json',
-                     'no-source-cue--projector_seed0.json']
+    assert names == ['mae_seed0.json',
+                     'mixedae--ground-truth-prior-_seed0.json',
+                     'mixedae_seed0.json']
     runs = {r['method']: r for r in result['runs']}
     stored = json.loads((tmp / 'results' / 'mixedae_seed0.json').read_text())
     assert stored == json.loads(json.dumps(runs['MixedAE']))
@@ -98,17 +100,17 @@ def test_each_run_is_a_file_with_metrics_precisions_and_curves(smoke_study):
         assert run['pretrain_iters'] == 2 and run['pretrain_seconds'] > 0
         assert [c['step'] for c in run['curves']] == [2]  # logged once
     assert runs['MAE'].get('recognition') is None
-    rec = runs['MixedAE']['recognition']
+    rec = runs['MixedAE (ground-truth prior)']['recognition']
     assert rec['layers'] == list(range(6)) and rec['images'] == 512
     assert 0.2 < rec['fg_share'] < 0.9  # Fashion-MNIST's black background
     # two iterations in, the homologous bias (1.0 at init) still decides:
     # as trained nearly every kept key is the own source's, from content
     # alone about chance (0.25)
     assert min(rec['as_trained']) > 0.6 and max(rec['content']) < 0.4
-    none = runs['no source cue, projector']['recognition']
+    none = runs['MixedAE']['recognition']
     assert none['as_trained'] == none['content']  # nothing to remove
     curve = runs['MixedAE']['curves'][0]
-    assert {'homo_prec_l5', 'homo_prec_content_l5',
+    assert {'homo_prec_l5', 'homo_prec_content_l5', 'loss_recog',
             'homo_prec_content_fg_l5', 'loss_rec'} <= set(curve)
     table = (tmp / 'work' / 'results.md').read_text()
     assert '| MixedAE | as trained |' in table
@@ -141,7 +143,7 @@ def test_study_resumes_from_its_files_and_reports_from_them(smoke_study):
     assert args.count('40') == 1  # --eval-test-images
     out = cli.main([a if a != '40' else '30' for a in args] + ['--report'])
     assert out['runs'] == [] and out['missing'] == [
-        'mae_seed0', 'mixedae_seed0', 'no-source-cue--projector_seed0']
+        'mae_seed0', 'mixedae--ground-truth-prior-_seed0', 'mixedae_seed0']
 
 
 class _Interrupt(Hook):

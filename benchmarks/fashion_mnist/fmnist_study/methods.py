@@ -15,11 +15,13 @@ NUM_PATCHES, GROUP_SIZE = 64, 4
 
 
 def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
-             segment_embed_std=0.02, homo_bias=None, **keys) -> dict:
+             segment_embed_std=0.02, homo_bias=None, recognition=None,
+             **keys) -> dict:
     """Overrides of the MixedAE demo config that spell out every switch the
-    study varies. Keys added after the first runs (``segment_embed_std``,
-    ``bias_drop``, ``bias_anneal``, ``recognition``) appear only when not
-    at their default, so the earlier runs' keys stay valid."""
+    study varies, so that a method does not change with the config's
+    defaults. Keys of the rarely varied switches (``segment_embed_std``,
+    ``bias_drop``, ``bias_anneal``) appear only when not at the config's
+    value."""
     loss = dict(type='HomologousContrastiveLoss', temperature=0.25,
                 loss_weight=0.1, negatives='image', projector=None)
     loss.update(keys.pop('loss', {}))
@@ -28,12 +30,12 @@ def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
         'model.backbone.homo_layers': homo_layers,
         'model.backbone.homo_bias': homo_bias,
         'model.backbone.homocon_layer': keys.pop('layer', -1),
+        'model.backbone.recognition_weight': recognition,
         'model.head.homocon_loss': loss if homocon else None,
     }
     optional = (('segment_embed_std', segment_embed_std, 0.02),
                 ('homo_bias_drop', keys.pop('bias_drop', 0.), 0.),
-                ('homo_bias_anneal', keys.pop('bias_anneal', None), None),
-                ('recognition_weight', keys.pop('recognition', None), None))
+                ('homo_bias_anneal', keys.pop('bias_anneal', None), None))
     assert not keys, keys
     for key, value, default in optional:
         if value != default:
@@ -43,19 +45,22 @@ def _mixedae(segment_embed='tokens', homo_layers='all', homocon=True,
 
 # a 2-layer MLP between the encoder and HomoCon (SimCLR's projection head)
 PROJECTOR = dict(in_channels=192, hid_channels=512, out_channels=128)
-# the ground-truth prior of the first default: a homologous bias that stays
-DEFAULT_PRIOR = _mixedae(segment_embed=None, homo_bias=1.0,
-                         loss=dict(projector=PROJECTOR))
 
 # method -> (pre-training config, config overrides)
 METHODS = {
     'MAE': (MAE_CFG, {}),
     'naive mixing': (MIXEDAE_CFG, _mixedae(homo_layers=[], homocon=False)),
-    # no segment embedding, a non-negative homologous bias in every HomoAtt
-    # layer, HomoCon on a projector (docs/homologous_recognition.md)
-    'MixedAE': (MIXEDAE_CFG, DEFAULT_PRIOR),
+    # the default (docs/homologous_recognition.md): no source cue in the
+    # forward pass, the attention recognition loss on every HomoAtt
+    # layer's content logits, HomoCon on a projector
+    'MixedAE': (MIXEDAE_CFG, _mixedae(segment_embed=None, recognition=0.1,
+                                      loss=dict(projector=PROJECTOR))),
     'MixedAE w/o HomoCon': (MIXEDAE_CFG, _mixedae(
-        segment_embed=None, homo_bias=1.0, homocon=False)),
+        segment_embed=None, recognition=0.1, homocon=False)),
+    # the default before: a homologous bias from the mixing mask, a
+    # ground-truth prior that stays; HomoCon on a projector
+    'MixedAE (ground-truth prior)': (MIXEDAE_CFG, _mixedae(
+        segment_embed=None, homo_bias=1.0, loss=dict(projector=PROJECTOR))),
     # our first reading of the paper: segment embedding on the tokens,
     # HomoCon on the final features against the other sources of the image
     'MixedAE (paper reading)': (MIXEDAE_CFG, _mixedae()),
@@ -91,10 +96,13 @@ VARIANTS = {
     'homologous bias, projector, batch negatives': _mixedae(
         segment_embed=None, homo_bias=1.0,
         loss=dict(projector=PROJECTOR, negatives='batch')),
-    'MixedAE, HomoCon lambda 0.03': _mixedae(
+    'ground-truth prior, HomoCon lambda 0.03': _mixedae(
         segment_embed=None, homo_bias=1.0,
         loss=dict(projector=PROJECTOR, loss_weight=0.03)),
-    # recognition from content (issue: the prior replaces it): candidates
+    'ground-truth prior w/o HomoCon': _mixedae(
+        segment_embed=None, homo_bias=1.0, homocon=False),
+    # recognition from content: the candidates (each changes the prior or
+    # the default in one way)
     'no source cue, projector': _mixedae(
         segment_embed=None, loss=dict(projector=PROJECTOR)),
     'bias annealed to 0': _mixedae(  # over the first 2/3
@@ -103,8 +111,11 @@ VARIANTS = {
     'bias dropped for half the images': _mixedae(
         segment_embed=None, homo_bias=1.0, bias_drop=0.5,
         loss=dict(projector=PROJECTOR)),
-    'no source cue, recognition loss': _mixedae(
-        segment_embed=None, recognition=0.1,
+    'recognition loss 0.3': _mixedae(
+        segment_embed=None, recognition=0.3,
+        loss=dict(projector=PROJECTOR)),
+    'recognition loss, ground-truth prior': _mixedae(
+        segment_embed=None, homo_bias=1.0, recognition=0.1,
         loss=dict(projector=PROJECTOR)),
 }
 METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
@@ -112,10 +123,14 @@ METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
 # What one part of the recipe adds: (method, the method it builds on, the
 # part); the report pairs them by seed when both ran.
 COMPONENTS = (
-    ('MixedAE w/o HomoCon', 'naive mixing', 'homologous attention (bias)'),
+    ('MixedAE w/o HomoCon', 'naive mixing',
+     'homologous attention + recognition loss'),
     ('MixedAE', 'MixedAE w/o HomoCon', 'HomoCon (on a projector)'),
-    ('MixedAE', 'MixedAE (paper reading)', 'the default over the paper '
-     'reading'),
+    ('MixedAE', 'no source cue, projector', 'the recognition loss'),
+    ('MixedAE', 'MixedAE (ground-truth prior)',
+     'recognition from content instead of the ground-truth prior'),
+    ('MixedAE', 'MixedAE (paper reading)',
+     'the default over the paper reading'),
 )
 
 
