@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 
 from conftest import DATA, DEMO, ROOT, SMALL_MODEL, require_fashion_mnist
 from mixedae.engine.hooks.resume_config_check_hook import config_differences
+from mixedae.engine.runner import hook_type
 
 CONFIGS = osp.join(ROOT, 'configs')
 
@@ -28,7 +29,8 @@ def write_config(tmp_path):
             dataset=dict(data_root={DATA!r}, test_mode=True, indices=8))
         train_cfg = dict(max_epochs=1)
         param_scheduler = [dict(type='ConstantLR', factor=1.0)]
-        custom_hooks = [dict(type='ResumeConfigCheckHook')]
+        # replaces the list; the check is a guard, in default_hooks
+        custom_hooks = [dict(type='ThroughputHook')]
         resume = True
         '''))
     return str(cfg)
@@ -115,10 +117,18 @@ def test_config_differences():
     ]
 
 
+def _hook_types(cfg):
+    """The hooks a config registers: its `default_hooks` (None turns one
+    off) and `custom_hooks`."""
+    hooks = [h for h in cfg.get('default_hooks', {}).values() if h]
+    return [hook_type(h) for h in hooks + list(cfg.get('custom_hooks', []))]
+
+
 def test_auto_resuming_configs_check_the_config():
     """Every pre-training config that resumes by itself (``resume = True``,
     the mmpretrain MAE convention, for Slurm requeue) has the check, and so
-    do the MixedAE runtime defaults and the demo (resumed with --resume)."""
+    do the MixedAE runtime defaults and the demo (resumed with --resume);
+    in `default_hooks`, where a derived `custom_hooks` cannot drop it."""
     files = glob.glob(osp.join(CONFIGS, 'mixedae', '*.py')) + glob.glob(
         osp.join(CONFIGS, 'mae', '*.py'))
     resuming = []
@@ -126,9 +136,13 @@ def test_auto_resuming_configs_check_the_config():
         cfg = Config.fromfile(path)
         if cfg.get('resume') is True:
             resuming.append(path)
-            hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
-            assert 'ResumeConfigCheckHook' in hooks, path
+            assert cfg.default_hooks.resume_check.type == \
+                'ResumeConfigCheckHook', path
+            assert _hook_types(cfg).count('ResumeConfigCheckHook') == 1, path
     assert any('vit-base' in p for p in resuming)
+    assert any('/mae/' in p for p in resuming)
     for path in (osp.join(CONFIGS, '_base_/mixedae_runtime.py'), DEMO):
-        hooks = [h['type'] for h in Config.fromfile(path).custom_hooks]
-        assert 'ResumeConfigCheckHook' in hooks, path
+        cfg = Config.fromfile(path)
+        assert cfg.default_hooks.resume_check.type == \
+            'ResumeConfigCheckHook', path
+        assert _hook_types(cfg).count('ResumeConfigCheckHook') == 1, path

@@ -7,22 +7,30 @@
 Multi-GPU / multi-node: ``tools/dist_train.sh``, Slurm:
 ``tools/slurm_train.sh``. ``--resume`` (alone or ``auto``) continues from the
 latest checkpoint in the work dir (a fresh start when there is none).
+
+A config with ``runner_type`` (every MixedAE pre-training:
+``MixedAERunner``, which makes sure the guard hooks run) is built through
+the ``RUNNERS`` registry, as in mmpretrain's train.py; others by mmengine's
+``Runner``. A diverged run (``DivergenceHook``) exits with status 1 and
+its one-line message.
 """
 import argparse
-import datetime
 import os
 import os.path as osp
 import sys
 
-import torch
-import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 
 # `python tools/train.py` puts tools/ on the path, not the repository root:
 # configs import `projects.*` from there.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# after the path: importable from a checkout that is not pip-installed;
+# tools/test.py imports it from here
+from mixedae.utils.dist import setup_cpu_distributed  # noqa: E402
 
 
 def parse_args():
@@ -87,33 +95,6 @@ def merge_args(cfg, args):
     return cfg
 
 
-def setup_cpu_distributed(cfg):
-    """Let ``--launcher pytorch`` run on machines without CUDA (CPU
-    clusters, tests, debugging) with the gloo backend.
-
-    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and its DDP
-    wrapper passes ``device_ids=[LOCAL_RANK]``; both fail without a GPU.
-    Here the process group is created beforehand (the Runner then skips its
-    own init) and DDP gets ``device_ids=None``, as CPU modules require.
-    """
-    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
-        return
-    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
-    if dist_cfg.pop('backend', 'gloo') != 'gloo':
-        print('No CUDA device: using the gloo backend instead of '
-              '`env_cfg.dist_cfg.backend`.')
-    if 'timeout' in dist_cfg:
-        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
-    if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend='gloo', **dist_cfg)
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
-    wrapper.setdefault('device_ids', None)
-    cfg.model_wrapper_cfg = wrapper
-
-
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -121,8 +102,17 @@ def main():
         cfg.merge_from_dict(args.cfg_options)
     cfg = merge_args(cfg, args)
     setup_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    if 'runner_type' in cfg:
+        from mmpretrain.registry import RUNNERS
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    from mixedae.engine import TrainingDiverged
+    try:
+        runner.train()
+    except TrainingDiverged as e:
+        # an expected stop, already in the log: its line, not a traceback
+        sys.exit(f'TrainingDiverged: {e}' if is_main_process() else 1)
 
 
 if __name__ == '__main__':

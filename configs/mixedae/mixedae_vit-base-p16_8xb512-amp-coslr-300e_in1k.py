@@ -8,8 +8,7 @@
 _base_ = [
     '../_base_/models/mixedae_vit-base-p16.py',
     '../_base_/datasets/imagenet_bs512_mixedae.py',
-    '../_base_/default_runtime.py',
-    '../_base_/mixedae_runtime.py',
+    '../_base_/mixedae_runtime.py',  # mmpretrain's runtime + the guards
 ]
 
 optim_wrapper = dict(

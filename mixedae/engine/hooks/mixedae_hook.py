@@ -72,7 +72,8 @@ class MixedAEHook(Hook):
         if not hasattr(model, 'log_step'):
             raise TypeError(
                 f'MixedAEHook needs a MixedAE model, got '
-                f'{type(model).__name__}: remove it from `custom_hooks`.')
+                f'{type(model).__name__}: set `default_hooks.mixedae=None` '
+                '(or remove it from `custom_hooks`).')
         self.check_batches(runner, model.backbone.group_size)
 
     @staticmethod
