@@ -79,7 +79,8 @@ def test_vis_mixing_on_the_vit_base_config(tmp_path, monkeypatch, capsys):
         '4', '--start', '2', '--zoom', '1', '--layers', '1'
     ])
     vis_mixing.main()
-    assert 'homo_prec_l1' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'as trained: l0 ' in printed and 'content only: l0 ' in printed
 
     # sources, in the config's normalisation undone and in RGB order
     recon = mmcv.imread(str(out / 'reconstruction' / 'group_0.png'),

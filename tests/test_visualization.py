@@ -208,8 +208,10 @@ def test_hook_pictures_and_tensorboard(tmp_path):
 def test_vis_mixing_script(tmp_path, monkeypatch):
     require_fashion_mnist()
     cfg_file = tmp_path / 'cfg.py'
+    # the ground-truth prior: an encoder with a source cue to remove
+    prior = DEMO.replace('mixedae_vit-tiny', 'mixedae-gt-prior_vit-tiny')
     cfg_file.write_text(textwrap.dedent(f'''\
-        _base_ = [{DEMO!r}]
+        _base_ = [{prior!r}]
         model = {SMALL_MODEL!r}
         train_dataloader = dict(dataset=dict(
             data_root={DATA!r}, test_mode=True, indices=16))
@@ -229,8 +231,8 @@ def test_vis_mixing_script(tmp_path, monkeypatch):
         '--per-head', '--zoom', '2'
     ], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # both precisions of the 2 layers: as trained (with the demo's
-    # homologous bias) and from content alone
+    # both precisions of the 2 layers: as trained (with the homologous
+    # bias) and from content alone
     for what in ('as trained: l0 ', 'content only: l0 ',
                  'content only, foreground queries (brightest pixel > 0.5):'
                  ' l0 '):

@@ -6,5 +6,5 @@
 _base_ = './mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
 model = dict(
-    backbone=dict(segment_embed='tokens', homo_bias=None),
+    backbone=dict(segment_embed='tokens', recognition_weight=None),
     head=dict(homocon_loss=dict(projector=None)))

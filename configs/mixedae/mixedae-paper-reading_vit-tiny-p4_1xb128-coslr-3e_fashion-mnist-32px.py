@@ -4,5 +4,5 @@
 _base_ = './mixedae_vit-tiny-p4_1xb128-coslr-3e_fashion-mnist-32px.py'
 
 model = dict(
-    backbone=dict(segment_embed='tokens', homo_bias=None),
+    backbone=dict(segment_embed='tokens', recognition_weight=None),
     head=dict(homocon_loss=dict(projector=None)))

@@ -1,10 +1,12 @@
 # The CPU demo (`make demo`): a small MixedAE on Fashion-MNIST train
 # (60k real 28x28 images, no labels), resized to 32 px, patch 4 (N = 64),
-# r = 0.25 (G = 4, K = 16); the default recipe (homologous bias, no segment
-# embedding, HomoCon on a projector: docs/homologous_recognition.md).
+# r = 0.25 (G = 4, K = 16); the default recipe: no source cue in the
+# forward pass (no segment embedding, no homologous bias), the attention
+# recognition loss on every homologous-attention layer, HomoCon on a
+# projector (docs/homologous_recognition.md).
 # Leaves the log, the checkpoints and, per group, the sources, the mixed
 # image and each source's reconstruction in work_dirs/.../vis/.
-_base_ = ['../_base_/default_runtime.py', '../_base_/mixedae_runtime.py']
+_base_ = ['../_base_/mixedae_runtime.py']  # mmpretrain's + the guards
 
 model = dict(
     type='MixedAE',
@@ -26,7 +28,8 @@ model = dict(
         mix_ratio=0.25,
         num_views=1,
         segment_embed=None,
-        homo_bias=1.0,
+        homo_bias=None,
+        recognition_weight=0.1,
         homo_layers='all',
         homo_topk=None),
     neck=dict(
@@ -116,12 +119,11 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=3)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+# the guards (MixedAEHook, RNGStateHook, ResumeConfigCheckHook,
+# DivergenceHook) are in `default_hooks` (../_base_/mixedae_runtime.py)
 custom_hooks = [
-    dict(type='MixedAEHook'),  # sync-free logging, recognition warnings
     dict(type='MixingVisualizationHook', num_images=16, interval=1, zoom=4),
     dict(type='ThroughputHook'),  # img_per_sec in the log
-    dict(type='RNGStateHook'),  # RNG states in checkpoints
-    dict(type='ResumeConfigCheckHook'),  # no resume under a changed config
 ]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, diff_rank_seed=True)

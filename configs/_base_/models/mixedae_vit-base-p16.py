@@ -1,9 +1,11 @@
 # MixedAE with ViT-B/16: r = 0.25 (groups of G = 4), homologous attention in
-# every layer with top-k = K = rN and a learnable non-negative homologous
-# bias (no segment embedding), HomoCon on a projector as the regulariser.
-# Why this recipe and not our first reading of the paper (segment embedding
-# on the tokens, HomoCon on the encoder output, still available as
-# configs/mixedae/mixedae-paper-reading_*.py): docs/homologous_recognition.md.
+# every layer with top-k = K = rN from the content alone (no segment
+# embedding, no homologous bias), trained to recognise the sources by the
+# attention recognition loss on its content logits; HomoCon on a projector
+# as the regulariser. Why this recipe, and not our first reading of the
+# paper (configs/mixedae/mixedae-paper-reading_*.py) or the ground-truth
+# prior (configs/mixedae/mixedae-gt-prior_*.py):
+# docs/homologous_recognition.md.
 model = dict(
     type='MixedAE',
     backbone=dict(
@@ -13,7 +15,8 @@ model = dict(
         mix_ratio=0.25,
         num_views=1,
         segment_embed=None,
-        homo_bias=1.0,
+        homo_bias=None,
+        recognition_weight=0.1,
         homo_layers='all',
         homo_topk=None),  # None: K = mix_ratio * num_patches
     neck=dict(

@@ -253,7 +253,7 @@ class MixedAEViT(MAEViT):
             if self.training and self._progress is None:
                 raise RuntimeError(
                     '`model.backbone.homo_bias_anneal` needs the training '
-                    'progress from MixedAEHook (in `custom_hooks`).')
+                    'progress from MixedAEHook (`default_hooks.mixedae`).')
             bias = bias * self.homo_bias_scale
         if self.training and self.homo_bias_drop > 0:
             keep = torch.rand(num_images, device=bias.device) >= \
