@@ -41,6 +41,9 @@ VARIANTS = {
     'configs/mixedae/mixedae-full-v4_vit-base-p16_8xb256-accum2-amp-coslr-300e_in1k.py',
     'naive mixing':
     'configs/mixedae/mixedae-naive_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    # the former default: a homologous bias, no recognition loss
+    'MixedAE (ground-truth prior)':
+    'configs/mixedae/mixedae-gt-prior_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
 }
 # MixedAE as it was before the lean top-k core: the plain autograd graph
 # (keeps the selection and the softmax for backward) and the precision
