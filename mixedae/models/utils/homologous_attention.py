@@ -119,24 +119,31 @@ def _recognition(logits: torch.Tensor, source_ids: torch.Tensor,
     (:func:`recognition_loss`) and, with ``grad``, its (B, h, T, T) fp32
     gradient with respect to them (else None): for a patch query,
     ``softmax_all - softmax_own`` over its candidate keys, over the number
-    of terms averaged."""
+    of terms averaged.
+
+    One exponential serves both softmaxes (shifted by the row's largest
+    candidate logit, which bounds both): with ``e = exp(x - max)``,
+    ``loss = log sum(e) - log sum(e * own)`` and the gradient is
+    ``e * (1 / sum(e) - own / sum(e * own))``.
+    """
     patch = source_ids >= 0  # (B, T)
     T = logits.shape[-1]
     self_pair = torch.eye(T, dtype=torch.bool, device=logits.device)
     candidate = (patch[:, None, :] & ~self_pair)[:, None]  # (B, 1, T, T)
     own = (_same_source(source_ids) & ~self_pair)[:, None]
     queries = patch[:, None, :, None]  # (B, 1, T, 1): patch queries only
-    x = logits.float().masked_fill(~candidate, float('-inf'))
-    # rows of no-source queries (no own keys) made finite: no NaN to mask
-    x_own = x.masked_fill(~own, float('-inf')).masked_fill(~queries, 0.)
     terms = patch.sum() * logits.shape[1]
-    per_query = x.logsumexp(-1, keepdim=True) - \
-        x_own.logsumexp(-1, keepdim=True)  # (B, h, T, 1)
+    e = logits.float().masked_fill(~candidate, float('-inf'))
+    e = e.sub_(e.amax(-1, keepdim=True)).exp_()  # 0 off the candidates
+    total = e.sum(-1, keepdim=True)  # (B, h, T, 1), >= 1
+    mine = (e * own).sum(-1, keepdim=True)  # 0 for no-source queries
+    per_query = total.log() - mine.log()
     loss = torch.where(queries, per_query, 0.).sum() / terms
     if not grad:
         return loss, None
-    g = x.softmax(-1).sub_(x_own.softmax(-1))
-    return loss, torch.where(queries, g, 0.).div_(terms)
+    inv_total = torch.where(queries, total.reciprocal() / terms, 0.)
+    inv_mine = torch.where(queries, mine.reciprocal() / terms, 0.)
+    return loss, e.mul_(inv_total - own * inv_mine)
 
 
 def _masked_softmax_(logits: torch.Tensor,
@@ -387,8 +394,21 @@ def recognition_loss(q: torch.Tensor, k: torch.Tensor, scale: float,
     It is 0 when every query attends only to its own source, and
     ``ln((N - 1) / (K - 1))`` for uniform attention (N patches, K per
     source). This is the plain autograd graph in fp32 (the attention's
-    reference path); the lean core computes it in its own pass.
+    reference path, and the tests'); the lean core computes the same in
+    its own pass (:func:`_recognition`).
     """
+    patch = source_ids >= 0  # (B, T)
+    T = q.shape[-2]
+    self_pair = torch.eye(T, dtype=torch.bool, device=q.device)
+    candidate = (patch[:, None, :] & ~self_pair)[:, None]  # (B, 1, T, T)
+    own = (_same_source(source_ids) & ~self_pair)[:, None]
+    queries = patch[:, None, :, None]
     with torch.autocast(q.device.type, enabled=False):
         logits = (q.float() @ k.float().transpose(-2, -1)) * scale
-        return _recognition(logits, source_ids)[0]
+        x = logits.masked_fill(~candidate, float('-inf'))
+        # rows of no-source queries (no own keys) made finite: no NaN
+        x_own = x.masked_fill(~own, float('-inf')).masked_fill(~queries, 0.)
+        per_query = x.logsumexp(-1, keepdim=True) - \
+            x_own.logsumexp(-1, keepdim=True)
+        return torch.where(queries, per_query, 0.).sum() / (
+            patch.sum() * q.shape[1])
