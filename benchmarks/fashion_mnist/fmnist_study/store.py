@@ -50,13 +50,16 @@ def load_run(path: str, key: dict) -> Optional[dict]:
 
 
 def save_run(path: str, run: dict) -> None:
-    """Write one run (atomically: an interrupted write leaves the old
-    file)."""
+    """Write one run, one logged record of its curves per line
+    (atomically: an interrupted write leaves the old file)."""
     os.makedirs(osp.dirname(path), exist_ok=True)
+    marker = '"@curves@"'
+    text = json.dumps(dict(run, curves='@curves@'), indent=1)
+    curves = ',\n  '.join(json.dumps(c) for c in run.get('curves', []))
+    text = text.replace(marker, f'[\n  {curves}\n ]' if curves else '[]')
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
-        json.dump(run, f, indent=1)
-        f.write('\n')
+        f.write(text + '\n')
     os.replace(tmp, path)
 
 
