@@ -51,8 +51,8 @@ PRESETS = {
         finetune_images=256, dense_train_canvases=20,
         dense_val_canvases=10),
 }
-DEFAULT_METHODS = ['MAE', 'naive mixing', 'MixedAE', 'MixedAE w/o HomoCon',
-                   'MixedAE (paper reading)']
+DEFAULT_METHODS = ['MAE', 'naive mixing', 'MixedAE',
+                   'MixedAE (ground-truth prior)', 'MixedAE (paper reading)']
 RECOGNITION_IMAGES = 512  # test images for the end-of-training precision
 
 
