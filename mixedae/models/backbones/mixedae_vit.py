@@ -199,6 +199,8 @@ class MixedAEViT(MAEViT):
                 'homologous-attention layers (`homo_layers`) or None, got '
                 f'{recognition_weight!r}.')
         self.recognition_weight = recognition_weight
+        # the weighted loss of the last training forward (with its graph)
+        self.recognition_loss: Optional[torch.Tensor] = None
         if not (isinstance(homocon_layer, int)
                 and -self.num_layers <= homocon_layer < self.num_layers):
             raise ValueError(
