@@ -117,6 +117,9 @@ VARIANTS = {
     'recognition loss, ground-truth prior': _mixedae(
         segment_embed=None, homo_bias=1.0, recognition=0.1,
         loss=dict(projector=PROJECTOR)),
+    'recognition loss, bias annealed to 0': _mixedae(
+        segment_embed=None, homo_bias=1.0, bias_anneal=2 / 3,
+        recognition=0.1, loss=dict(projector=PROJECTOR)),
 }
 METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
 
