@@ -78,6 +78,8 @@ def mmpretrain_default_scope():
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-'
                 '3e_fashion-mnist-32px.py')
+# the demo with the ground-truth prior (a homologous bias: a source cue)
+GT_PRIOR = DEMO.replace('mixedae_vit-tiny', 'mixedae-gt-prior_vit-tiny')
 DATA = osp.join(ROOT, 'data/fashion_mnist')
 # the demo model at 64 wide and 2 layers: the overrides of `model`
 SMALL_MODEL = dict(

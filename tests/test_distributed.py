@@ -138,13 +138,14 @@ def test_dist_train_two_cpu_processes(tmp_path):
     for it, record in enumerate(records):
         local = [p['local'][it] for p in probes]
         assert local[0]['loss_rec'] != local[1]['loss_rec']
-        for key in ('loss_rec', 'loss_homocon'):
+        for key in ('loss_rec', 'loss_homocon', 'loss_recog'):
             mean = (local[0][key] + local[1][key]) / 2
             assert probes[0]['logged'][it][key] == pytest.approx(mean)
             assert probes[1]['logged'][it][key] == pytest.approx(mean)
             assert record[key] == pytest.approx(mean)
         assert record['loss'] == pytest.approx(
-            record['loss_rec'] + record['loss_homocon'])
+            record['loss_rec'] + record['loss_homocon'] +
+            record['loss_recog'])
         # img_per_sec counts both ranks' images
         assert record['img_per_sec'] == pytest.approx(16 / record['time'])
 

@@ -10,7 +10,7 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
-from conftest import build_tiny, demo_cfg
+from conftest import DEMO, GT_PRIOR, build_tiny, demo_cfg
 SYNCS = ('item', 'tolist', '__bool__', '__float__', '__int__', 'cpu',
          'numpy')
 
@@ -89,9 +89,9 @@ def test_parse_losses_averages_since_the_last_logged_iteration():
     assert float(log_vars['loss_rec']) == 8.  # a fresh interval
 
 
-def _cfg(work_dir, **overrides):
+def _cfg(work_dir, config=DEMO, **overrides):
     """6 iterations of 16 images, printed every 4, with the hook."""
-    cfg = demo_cfg(work_dir, num_images=96, batch_size=16)
+    cfg = demo_cfg(work_dir, num_images=96, batch_size=16, config=config)
     cfg.default_hooks.logger.interval = 4
     cfg.default_hooks.checkpoint = None
     cfg.custom_hooks = []  # MixedAEHook is a guard, in default_hooks
@@ -99,8 +99,13 @@ def _cfg(work_dir, **overrides):
     return cfg
 
 
-def test_run_prints_every_interval_and_precision_only_then(tmp_path):
-    runner = Runner.from_cfg(_cfg(tmp_path))
+@pytest.mark.parametrize('config, recorded', [
+    (DEMO, [3]),  # no cue: the selection as trained is the content one
+    (GT_PRIOR, [3, 3]),  # a cue: once as trained, once without it
+])
+def test_run_prints_every_interval_and_precision_only_then(
+        tmp_path, config, recorded):
+    runner = Runner.from_cfg(_cfg(tmp_path, config=config))
     calls = []
     model = runner.model
     orig = model.backbone.record_precision
@@ -115,7 +120,7 @@ def test_run_prints_every_interval_and_precision_only_then(tmp_path):
     # ignore_last skips the last, shorter interval of the epoch; only then
     # is any precision recorded (as trained, then from content alone)
     assert {it for it, _ in calls} == set(range(6))
-    assert [it for it, enabled in calls if enabled] == [3, 3]
+    assert [it for it, enabled in calls if enabled] == recorded
     log = glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))[0]
     records = [json.loads(line) for line in open(log)]
     assert [r['iter'] for r in records] == [4]

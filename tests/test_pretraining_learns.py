@@ -11,10 +11,9 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from conftest import DEMO, demo_cfg, load_script
+from conftest import DEMO, GT_PRIOR, demo_cfg, load_script
 
 CHANCE = 16 / 65  # K / (N + 1): own-source share of a random selection
-GT_PRIOR = DEMO.replace('mixedae_vit-tiny', 'mixedae-gt-prior_vit-tiny')
 
 
 def short_run(work_dir, config=DEMO, seed=0):

@@ -16,7 +16,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
-from conftest import (DATA, DEMO, ROOT, SMALL_MODEL, demo_cfg,
+from conftest import (DATA, GT_PRIOR, ROOT, SMALL_MODEL, demo_cfg,
                       require_fashion_mnist)
 from mixedae.engine.hooks.mixing_visualization_hook import \
     write_attention_pictures
@@ -209,9 +209,8 @@ def test_vis_mixing_script(tmp_path, monkeypatch):
     require_fashion_mnist()
     cfg_file = tmp_path / 'cfg.py'
     # the ground-truth prior: an encoder with a source cue to remove
-    prior = DEMO.replace('mixedae_vit-tiny', 'mixedae-gt-prior_vit-tiny')
     cfg_file.write_text(textwrap.dedent(f'''\
-        _base_ = [{prior!r}]
+        _base_ = [{GT_PRIOR!r}]
         model = {SMALL_MODEL!r}
         train_dataloader = dict(dataset=dict(
             data_root={DATA!r}, test_mode=True, indices=16))

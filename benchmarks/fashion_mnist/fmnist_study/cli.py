@@ -18,7 +18,7 @@ from .pretrain import pretrain, random_init, recognition
 from .report import markdown
 from .stats import component_differences, paired_differences, summarise
 from .store import (RESULTS, budget_name, load_run, run_key, run_path,
-                    save_run, stored_runs)
+                    save_run)
 
 PRESETS = {
     # The study: the demo's schedule, 3 epochs of the 60k images with the

@@ -4,11 +4,10 @@ small JSON file per (budget, method, seed) under
 precision (as trained and from content), the logged curves, timings and
 settings; no checkpoint. The report is built from these files alone, so a
 study of many hours finishes across sittings and survives a new machine."""
-import glob
 import json
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import Optional
 
 from .methods import METHODS, ROOT, slug
 
@@ -61,12 +60,3 @@ def save_run(path: str, run: dict) -> None:
     with open(tmp, 'w') as f:
         f.write(text + '\n')
     os.replace(tmp, path)
-
-
-def stored_runs(results_dir: str) -> List[dict]:
-    """Every run stored in ``results_dir``."""
-    runs = []
-    for path in sorted(glob.glob(osp.join(results_dir, '*.json'))):
-        with open(path) as f:
-            runs.append(json.load(f))
-    return runs
