@@ -16,10 +16,12 @@ CLASSIFICATION = ('knn_top1', 'linear_top1', 'finetune_top1')
 DENSE = ('seg_miou', 'seg_miou_items', 'discovery_fg_ari',
          'discovery_best_iou')
 CHANCE = (NUM_PATCHES // GROUP_SIZE) / (NUM_PATCHES + 1)
-# rows of the precision table: (the run's recognition entry, label)
+# rows of the precision table: (the run's recognition entry, label);
+# 'log' is the last logged training batch's content-only precision
 PRECISIONS = (('as_trained', 'as trained'),
               ('content', 'content only'),
-              ('content_fg', 'content only, foreground queries'))
+              ('content_fg', 'content only, foreground queries'),
+              ('log', 'content only, last logged training batch'))
 
 
 def format_stat(stat: Optional[dict], fmt: str = '{:.1f}') -> str:
@@ -49,6 +51,18 @@ def diff_cells(diff: Dict[str, dict], metrics: Sequence[str]) -> str:
                       [format_diff(diff.get(m)) for m in metrics])
 
 
+def _precision(run: dict, kind: str, layer: int) -> Optional[float]:
+    """One layer's end-of-training precision of one kind (a
+    :data:`PRECISIONS` key), None if the run has none."""
+    if kind == 'log':
+        return run.get('final_scalars', {}).get(
+            f'homo_prec_content_l{layer}')
+    rec = run.get('recognition')
+    if not rec or layer not in rec['layers']:
+        return None
+    return rec[kind][rec['layers'].index(layer)]
+
+
 def precision_cells(runs: Sequence[dict], method: str, kind: str,
                     num_layers: int) -> List[str]:
     """Each layer's end-of-training precision of one kind (a
@@ -56,10 +70,8 @@ def precision_cells(runs: Sequence[dict], method: str, kind: str,
     brackets when there are several."""
     cells = []
     for i in range(num_layers):
-        vals = [r['recognition'][kind][r['recognition']['layers'].index(i)]
-                for r in runs if r['method'] == method
-                and r.get('recognition')
-                and i in r['recognition']['layers']]
+        vals = [v for r in runs if r['method'] == method
+                for v in [_precision(r, kind, i)] if v is not None]
         cell = f'{statistics.fmean(vals):.2f}' if vals else '–'
         if len(vals) > 1:
             cell += f' ({min(vals):.2f})'
@@ -87,9 +99,11 @@ def precision_table(runs: Sequence[dict], methods: Sequence[str],
         'encoder recognises from what the patches look like; '
         '*foreground*: queries whose brightest pixel is not black '
         f"({100 * rec['fg_share']:.0f}% of the patches; a blank patch "
-        "cannot tell its source). The final HomoCon loss is next to its "
-        'floor (features clustered by source as well as unit vectors can '
-        'be).', '',
+        "cannot tell its source); *last logged training batch*: the "
+        'content-only precision the training log printed last (128 '
+        'cropped training images, which hold fewer blank patches). The '
+        'final HomoCon loss is next to its floor (features clustered by '
+        'source as well as unit vectors can be).', '',
         '| method | precision | ' + ' | '.join(
             f'l{i}' for i in range(num_layers)) +
         ' | loss_homocon | its floor |', '|---|---|' + '---:|' *
