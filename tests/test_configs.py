@@ -55,7 +55,8 @@ def test_config_builds_model_and_pipeline(path):
 
 def test_mixedae_vit_base_300e_loss_step_on_cpu():
     cfg = _load(osp.join(
-        ROOT, 'configs/mixedae/mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'))
+        ROOT, 'configs/mixedae/'
+        'mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'))
     MODELS, _ = _registries(cfg.default_scope)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

@@ -132,6 +132,8 @@ COMPONENTS = (
     ('MixedAE', 'no source cue, projector', 'the recognition loss'),
     ('MixedAE', 'MixedAE (ground-truth prior)',
      'recognition from content instead of the ground-truth prior'),
+    ('MixedAE w/o HomoCon', 'MixedAE (ground-truth prior)',
+     'the recognition loss alone instead of the ground-truth prior'),
     ('MixedAE', 'MixedAE (paper reading)',
      'the default over the paper reading'),
 )
