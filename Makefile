@@ -1,6 +1,6 @@
 # Two entry points, each self-installing into .venv (idempotent: a stamp per
 # step, redone only when the requirement files it depends on change).
-#   make demo   short MixedAE pre-training on Fashion-MNIST (CPU, ~10 min)
+#   make demo   short MixedAE pre-training on Fashion-MNIST (CPU, ~16 min + first install ~15)
 #   make test   the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
