@@ -80,15 +80,19 @@ DEMO = osp.join(ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-'
                 '3e_fashion-mnist-32px.py')
 # the demo with the ground-truth prior (a homologous bias: a source cue)
 GT_PRIOR = DEMO.replace('mixedae_vit-tiny', 'mixedae-gt-prior_vit-tiny')
+# the demo plus HomoCon on the features (through a projector)
+FEATURE_HOMOCON = DEMO.replace('mixedae_vit-tiny',
+                               'mixedae-feature-homocon_vit-tiny')
 DATA = osp.join(ROOT, 'data/fashion_mnist')
-# the demo model at 64 wide and 2 layers: the overrides of `model`
+# the demo model at 64 wide and 2 layers: the overrides of `model` (the
+# default has no HomoCon; SMALL_PROJECTOR for the configs that have one)
 SMALL_MODEL = dict(
     backbone=dict(arch=dict(embed_dims=64, num_layers=2, num_heads=2,
                             feedforward_channels=128)),
     neck=dict(embed_dim=64, decoder_embed_dim=32, decoder_depth=1,
-              decoder_num_heads=2),
-    head=dict(homocon_loss=dict(projector=dict(
-        in_channels=64, hid_channels=64, out_channels=32))))
+              decoder_num_heads=2))
+SMALL_PROJECTOR = dict(head=dict(homocon_loss=dict(projector=dict(
+    in_channels=64, hid_channels=64, out_channels=32))))
 
 
 def require_fashion_mnist():
@@ -102,7 +106,8 @@ def demo_cfg(work_dir, num_images=256, batch_size=32, small=False,
     """The demo config shrunk for a test: ``num_images`` Fashion-MNIST
     training images in batches of ``batch_size``, one epoch at a constant
     lr, no workers, logged every 2 iterations; with ``small`` the 64-wide,
-    2-layer model (:data:`SMALL_MODEL`)."""
+    2-layer model (:data:`SMALL_MODEL`, and :data:`SMALL_PROJECTOR` where
+    the config has HomoCon on a projector)."""
     require_fashion_mnist()
     cfg = Config.fromfile(config)
     cfg.work_dir = str(work_dir)
@@ -122,6 +127,8 @@ def demo_cfg(work_dir, num_images=256, batch_size=32, small=False,
     cfg.default_hooks.logger.interval = 2
     if small:
         cfg.merge_from_dict(dict(model=copy.deepcopy(SMALL_MODEL)))
+        if (cfg.model.head.homocon_loss or {}).get('projector'):
+            cfg.merge_from_dict(dict(model=copy.deepcopy(SMALL_PROJECTOR)))
     return cfg
 
 

@@ -63,8 +63,9 @@ def test_mixedae_vit_base_300e_loss_step_on_cpu():
     model.init_weights()
     imgs = torch.randn(8, 3, 224, 224)
     losses = model.loss(imgs, None)
-    for key in ('loss_rec', 'loss_homocon'):
+    for key in ('loss_rec', 'loss_recog'):
         assert torch.isfinite(losses[key]), key
+    assert 'loss_homocon' not in losses  # the default has no feature HomoCon
     assert len([k for k in losses if k.startswith('homo_prec_l')]) == 12
     loss, _ = model.parse_losses(losses)
     loss.backward()

@@ -18,6 +18,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(
     ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-3e_'
     'fashion-mnist-32px.py')
+# the demo plus HomoCon: every loss term the model has
+FEATURE_HOMOCON = DEMO.replace('mixedae_vit-tiny',
+                               'mixedae-feature-homocon_vit-tiny')
 DATA = osp.join(ROOT, 'data/fashion_mnist')
 
 # Registered into the run through custom_imports: records, per rank, what
@@ -83,12 +86,12 @@ def launch_env(tmp_path):
     return env
 
 
-def write_config(tmp_path, batch_size=8, num_images=32):
+def write_config(tmp_path, batch_size=8, num_images=32, config=DEMO):
     """The demo config, shrunken: 32 images, 2 ranks x 8 = 2 iterations."""
     (tmp_path / 'rank_probe.py').write_text(PROBE)
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(textwrap.dedent(f'''\
-        _base_ = [{DEMO!r}]
+        _base_ = [{config!r}]
         custom_imports = dict(imports=['mixedae', 'rank_probe'],
                               allow_failed_imports=False)
         train_dataloader = dict(
@@ -115,7 +118,7 @@ def test_dist_train_two_cpu_processes(tmp_path):
     work_dir = tmp_path / 'work'
     proc = run_script([
         'tools/dist_train.sh',
-        write_config(tmp_path), '2', '--work-dir',
+        write_config(tmp_path, config=FEATURE_HOMOCON), '2', '--work-dir',
         str(work_dir)
     ], launch_env(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

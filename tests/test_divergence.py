@@ -13,7 +13,8 @@ import pytest
 import torch
 from mmpretrain.registry import RUNNERS
 
-from conftest import DATA, DEMO, ROOT, SMALL_MODEL, demo_cfg
+from conftest import (DATA, DEMO, FEATURE_HOMOCON, ROOT, SMALL_MODEL,
+                      demo_cfg)
 from mixedae.engine import DivergenceHook, TrainingDiverged
 from mixedae.engine.hooks.divergence_hook import loss_scale_collapse
 
@@ -30,10 +31,10 @@ def finite_weights(path):
                if t.is_floating_point())
 
 
-def small_cfg(work_dir, num_images, batch_size=4, **options):
+def small_cfg(work_dir, num_images, batch_size=4, config=DEMO, **options):
     """The 64-wide, 2-layer demo on test images (faster to load)."""
     cfg = demo_cfg(work_dir, num_images=num_images, batch_size=batch_size,
-                   small=True)
+                   small=True, config=config)
     cfg.train_dataloader.dataset.test_mode = True
     cfg.custom_hooks = []
     cfg.merge_from_dict(options)
@@ -94,7 +95,7 @@ def test_divergence_after_a_checkpoint_names_it_and_writes_no_other(
     assert message.startswith('Training diverged at iteration 4 (epoch 2): '
                               'non-finite loss_rec = nan'), message
     assert '(the mean over iterations 3-4)' in message
-    assert 'loss_homocon = nan' in message
+    assert 'loss_recog = nan' in message
     assert ' loss = ' not in message  # the terms named, not their total
     assert f'last checkpoint with finite weights: {ckpt}.' in message
     assert checkpoints(tmp_path) == ['epoch_1.pth']
@@ -176,6 +177,7 @@ def test_amp_loss_scale_collapse_stops_the_run(tmp_path):
     from 2^16 until it falls below 1."""
     cfg = small_cfg(
         tmp_path, num_images=64, train_cfg=dict(max_epochs=2),
+        config=FEATURE_HOMOCON,
         optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic'),
         default_hooks=dict(logger=dict(interval=5)),
         **{'model.head.homocon_loss.loss_weight': 1e12})

@@ -18,19 +18,20 @@ from mmengine.runner import Runner
 from mixedae.utils.mixing import patchify
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO = osp.join(
-    ROOT, 'configs/mixedae/mixedae_vit-tiny-p4_1xb128-coslr-3e_'
-    'fashion-mnist-32px.py')
+# the demo plus HomoCon on the features: every loss term, over 2 views
+FEATURE_HOMOCON = osp.join(
+    ROOT, 'configs/mixedae/mixedae-feature-homocon_vit-tiny-p4_1xb128-'
+    'coslr-3e_fashion-mnist-32px.py')
 DATA = osp.join(ROOT, 'data/fashion_mnist')
 V, G, N, K, P = 2, 4, 64, 16, 16  # views, group, patches, K = N / G, 4x4x1
 BATCH, ITERS = 16, 8
 
 
 def full_cfg(work_dir):
-    """The demo config (192-dim, 6 layers) with V = 2, shrunk to 8
-    iterations of 16 images at a constant lr, logging every iteration's
-    own values."""
-    cfg = Config.fromfile(DEMO)
+    """The demo config with HomoCon (192-dim, 6 layers) with V = 2, shrunk
+    to 8 iterations of 16 images at a constant lr, logging every
+    iteration's own values."""
+    cfg = Config.fromfile(FEATURE_HOMOCON)
     cfg.work_dir = str(work_dir)
     cfg.model.backbone.num_views = V
     cfg.train_dataloader.dataset.data_root = DATA
@@ -113,7 +114,8 @@ def test_loss_falls_over_the_run(trained):
     # stays near 3
     assert max(losses[-3:]) < 0.5 * losses[0], losses
     for r in records:
-        assert r['loss_homocon'] > 0 and 'homo_prec' in r
+        assert r['loss_homocon'] > 0 and r['loss_recog'] > 0
+        assert 'homo_prec' in r
 
 
 def test_every_source_is_decoded_once_per_view(trained):

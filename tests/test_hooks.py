@@ -76,7 +76,7 @@ def test_throughput_in_scalars_and_log_line(trained):
     assert len(lines) == 4
     for line in lines:
         assert 'eta: ' in line and 'img_per_sec: ' in line
-        assert 'loss_rec: ' in line and 'loss_homocon: ' in line
+        assert 'loss_rec: ' in line and 'loss_recog: ' in line
 
 
 def test_throughput_hook_rejects_bad_window():

@@ -10,7 +10,7 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
-from conftest import DEMO, GT_PRIOR, build_tiny, demo_cfg
+from conftest import DEMO, FEATURE_HOMOCON, GT_PRIOR, build_tiny, demo_cfg
 SYNCS = ('item', 'tolist', '__bool__', '__float__', '__int__', 'cpu',
          'numpy')
 
@@ -156,7 +156,7 @@ def test_visualisation_batch_checked_before_training(tmp_path):
 def test_warnings_below_chance_and_at_the_homocon_floor(tmp_path):
     """The hook's checks on the values it reads after a printed
     iteration (a real run cannot be steered below chance in seconds)."""
-    runner = Runner.from_cfg(_cfg(tmp_path))
+    runner = Runner.from_cfg(_cfg(tmp_path, config=FEATURE_HOMOCON))
     hook = next(h for h in runner.hooks if type(h).__name__ == 'MixedAEHook')
     records = []
     handler = logging.Handler()

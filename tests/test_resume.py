@@ -120,7 +120,7 @@ def test_sigkill_then_resume_auto_matches_uninterrupted_run(tmp_path):
     reference = train_records(clean)
     for r in after:
         ref = reference[r['iter']]
-        for key in ('loss', 'loss_rec', 'loss_homocon', 'homo_prec', 'lr'):
+        for key in ('loss', 'loss_rec', 'loss_recog', 'homo_prec', 'lr'):
             assert r[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-9), (
                 r['iter'], key)
 

@@ -41,19 +41,19 @@ def test_paired_differences_use_the_same_seed_and_a_t_interval():
 
 def test_component_differences_pair_each_part_with_its_base_method():
     runs = [dict(method=m, seed=s, knn_top1=v) for m, vals in (
-        ('naive mixing', (70., 80.)), ('MixedAE w/o HomoCon', (72., 81.)),
-        ('MixedAE', (71., 79.))) for s, v in enumerate(vals)]
+        ('naive mixing', (70., 80.)), ('MixedAE', (72., 81.)),
+        ('MixedAE with feature HomoCon', (71., 79.)))
+        for s, v in enumerate(vals)]
     parts = stats.component_differences(
-        runs, ['naive mixing', 'MixedAE w/o HomoCon', 'MixedAE'],
+        runs, ['naive mixing', 'MixedAE', 'MixedAE with feature HomoCon'],
         ['knn_top1'])
     # the paper reading and the others did not run: left out
     assert list(parts) == ['homologous attention + recognition loss',
-                           'HomoCon (on a projector)']
+                           'HomoCon on the features (on a projector)']
     bias = parts['homologous attention + recognition loss']
-    assert (bias['method'], bias['baseline']) == ('MixedAE w/o HomoCon',
-                                                  'naive mixing')
+    assert (bias['method'], bias['baseline']) == ('MixedAE', 'naive mixing')
     assert bias['knn_top1']['mean'] == pytest.approx(1.5)
-    homocon = parts['HomoCon (on a projector)']['knn_top1']
+    homocon = parts['HomoCon on the features (on a projector)']['knn_top1']
     assert homocon['mean'] == pytest.approx(-1.5)
     assert homocon['seeds'] == [0, 1]
     table = report.markdown({}, dict(seeds=[0, 1], metrics=['knn_top1'],
@@ -62,8 +62,8 @@ def test_component_differences_pair_each_part_with_its_base_method():
                                      eval_test_images=40, finetune_iters=1,
                                      finetune_batch_size=8),
                             runs=runs, parts=parts)
-    assert ('| HomoCon (on a projector) | MixedAE − MixedAE w/o HomoCon '
-            '| 0 1 | -1.5 [') in table
+    assert ('| HomoCon on the features (on a projector) | MixedAE with '
+            'feature HomoCon − MixedAE | 0 1 | -1.5 [') in table
 
 
 SMOKE = ['--smoke', '--no-floor', '--data-root', DATA, '--pretrain-images',

@@ -24,8 +24,10 @@ def test_demo_trains_on_fashion_mnist_and_leaves_outputs(tmp_path):
     # every term and layer logged (that training learns is checked in
     # test_pretraining_learns.py)
     for r in train:
-        assert {'loss_rec', 'loss_homocon', 'homo_prec'} | {
-            f'homo_prec_l{i}' for i in range(6)} <= set(r)
+        assert {'loss_rec', 'loss_recog', 'homo_prec'} | {
+            f'homo_prec{kind}_l{i}' for i in range(6)
+            for kind in ('', '_content', '_content_fg')} <= set(r)
+        assert 'loss_homocon' not in r  # the default has no feature HomoCon
     assert (tmp_path / 'epoch_1.pth').exists()
     pngs = glob.glob(str(tmp_path / 'vis' / 'epoch_1' / 'group_*.png'))
     assert len(pngs) == 2  # 8 images in groups of 4

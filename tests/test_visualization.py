@@ -16,8 +16,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
-from conftest import (DATA, GT_PRIOR, ROOT, SMALL_MODEL, demo_cfg,
-                      require_fashion_mnist)
+from conftest import (DATA, GT_PRIOR, ROOT, SMALL_MODEL, SMALL_PROJECTOR,
+                      demo_cfg, require_fashion_mnist)
 from mixedae.engine.hooks.mixing_visualization_hook import \
     write_attention_pictures
 from mixedae.models.utils import homologous_precision
@@ -199,7 +199,7 @@ def test_hook_pictures_and_tensorboard(tmp_path):
     acc = EventAccumulator(events[0])
     acc.Reload()
     tags = acc.Tags()['scalars']
-    for tag in ('loss_rec', 'loss_homocon', 'homo_prec', 'homo_prec_l0',
+    for tag in ('loss_rec', 'loss_recog', 'homo_prec', 'homo_prec_l0',
                 'homo_prec_l1', 'img_per_sec', 'lr'):
         assert tag in tags, tags
     assert [e.step for e in acc.Scalars('homo_prec_l1')] == [1, 2]
@@ -211,7 +211,7 @@ def test_vis_mixing_script(tmp_path, monkeypatch):
     # the ground-truth prior: an encoder with a source cue to remove
     cfg_file.write_text(textwrap.dedent(f'''\
         _base_ = [{GT_PRIOR!r}]
-        model = {SMALL_MODEL!r}
+        model = {dict(SMALL_MODEL, **SMALL_PROJECTOR)!r}
         train_dataloader = dict(dataset=dict(
             data_root={DATA!r}, test_mode=True, indices=16))
         '''))

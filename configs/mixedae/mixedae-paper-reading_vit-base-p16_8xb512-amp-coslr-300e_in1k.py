@@ -3,7 +3,7 @@
 # content alone, HomoCon on the encoder's output features. On Fashion-MNIST
 # its last homologous-attention layer turns anti-homologous and HomoCon sits
 # at its floor from the first epoch: docs/homologous_recognition.md.
-_base_ = './mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+_base_ = './mixedae-feature-homocon_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
 
 model = dict(
     backbone=dict(segment_embed='tokens', recognition_weight=None),

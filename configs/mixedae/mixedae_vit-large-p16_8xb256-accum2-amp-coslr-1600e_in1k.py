@@ -9,8 +9,7 @@ _base_ = './mixedae_vit-base-p16_8xb512-amp-coslr-1600e_in1k.py'
 
 model = dict(
     backbone=dict(arch='l'),
-    neck=dict(embed_dim=1024),
-    head=dict(homocon_loss=dict(projector=dict(in_channels=1024))))
+    neck=dict(embed_dim=1024))
 train_dataloader = dict(batch_size=256)
 optim_wrapper = dict(accumulative_counts=2)
 # mmengine scales the lr by GPUs x batch_size, without the accumulation

@@ -2,8 +2,9 @@
 # (60k real 28x28 images, no labels), resized to 32 px, patch 4 (N = 64),
 # r = 0.25 (G = 4, K = 16); the default recipe: no source cue in the
 # forward pass (no segment embedding, no homologous bias), the attention
-# recognition loss on every homologous-attention layer, HomoCon on a
-# projector (docs/homologous_recognition.md).
+# recognition loss on every homologous-attention layer, no HomoCon on the
+# features (with it: mixedae-feature-homocon_*;
+# docs/homologous_recognition.md).
 # Leaves the log, the checkpoints and, per group, the sources, the mixed
 # image and each source's reconstruction in work_dirs/.../vis/.
 _base_ = ['../_base_/mixedae_runtime.py']  # mmpretrain's + the guards
@@ -48,12 +49,7 @@ model = dict(
         patch_size=4,
         in_channels=1,
         loss=dict(type='PixelReconstructionLoss', criterion='L2'),
-        homocon_loss=dict(
-            type='HomologousContrastiveLoss',
-            temperature=0.25,
-            loss_weight=0.1,
-            projector=dict(
-                in_channels=192, hid_channels=512, out_channels=128))),
+        homocon_loss=None),
     init_cfg=[
         dict(type='Xavier', layer='Linear', distribution='uniform'),
         dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)

@@ -144,10 +144,10 @@ def plot(runs: List[dict], out: str, title: Optional[str] = None) -> str:
     layers = sorted({k for r in runs for k in layer_keys(r['records'])},
                     key=lambda k: int(k[len('homo_prec_l'):]))
     single = len(runs) == 1
-    recog = ['loss_recog'] if any('loss_recog' in r
-                                  for run in runs for r in run['records']) \
-        else []
-    panels = ['loss_rec', 'loss_homocon'] + recog + (
+    # a loss panel only for the terms some run logged
+    losses = [k for k in ('loss_rec', 'loss_homocon', 'loss_recog')
+              if any(k in r for run in runs for r in run['records'])]
+    panels = losses + (
         (['precision', 'precision_content'] if layers else []) if single
         else layers)
     cols = min(4, len(panels))

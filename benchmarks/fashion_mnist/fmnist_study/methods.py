@@ -1,6 +1,7 @@
 """The methods the study compares: a pre-training config and the overrides
 that make each method, spelled out so that a method does not depend on the
 config's defaults."""
+import copy
 import os.path as osp
 from typing import Optional
 
@@ -52,11 +53,13 @@ METHODS = {
     'naive mixing': (MIXEDAE_CFG, _mixedae(homo_layers=[], homocon=False)),
     # the default (docs/homologous_recognition.md): no source cue in the
     # forward pass, the attention recognition loss on every HomoAtt
-    # layer's content logits, HomoCon on a projector
+    # layer's content logits, no HomoCon on the features
     'MixedAE': (MIXEDAE_CFG, _mixedae(segment_embed=None, recognition=0.1,
-                                      loss=dict(projector=PROJECTOR))),
-    'MixedAE w/o HomoCon': (MIXEDAE_CFG, _mixedae(
-        segment_embed=None, recognition=0.1, homocon=False)),
+                                      homocon=False)),
+    # the default before: the same with HomoCon on a projector
+    'MixedAE with feature HomoCon': (MIXEDAE_CFG, _mixedae(
+        segment_embed=None, recognition=0.1,
+        loss=dict(projector=PROJECTOR))),
     # the default before: a homologous bias from the mixing mask, a
     # ground-truth prior that stays; HomoCon on a projector
     'MixedAE (ground-truth prior)': (MIXEDAE_CFG, _mixedae(
@@ -126,14 +129,15 @@ METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
 # What one part of the recipe adds: (method, the method it builds on, the
 # part); the report pairs them by seed when both ran.
 COMPONENTS = (
-    ('MixedAE w/o HomoCon', 'naive mixing',
-     'homologous attention + recognition loss'),
-    ('MixedAE', 'MixedAE w/o HomoCon', 'HomoCon (on a projector)'),
-    ('MixedAE', 'no source cue, projector', 'the recognition loss'),
+    ('MixedAE', 'naive mixing', 'homologous attention + recognition loss'),
+    ('MixedAE with feature HomoCon', 'MixedAE',
+     'HomoCon on the features (on a projector)'),
+    ('MixedAE with feature HomoCon', 'no source cue, projector',
+     'the recognition loss'),
     ('MixedAE', 'MixedAE (ground-truth prior)',
      'recognition from content instead of the ground-truth prior'),
-    ('MixedAE w/o HomoCon', 'MixedAE (ground-truth prior)',
-     'the recognition loss alone instead of the ground-truth prior'),
+    ('MixedAE with feature HomoCon', 'MixedAE (ground-truth prior)',
+     'recognition from content + feature HomoCon instead of the prior'),
     ('MixedAE', 'MixedAE (paper reading)',
      'the default over the paper reading'),
 )
@@ -143,6 +147,20 @@ def slug(name: str) -> str:
     """A file-name form of a method's name."""
     return ''.join(c if c.isalnum() or c in '.-' else '-'
                    for c in name.lower().replace('/', ''))
+
+
+def method_config(method: str):
+    """A method's config: its file with its overrides applied. A dict
+    override is a whole spec and replaces what the file has (``_delete_``),
+    also where the file has None, so that a method does not depend on the
+    config's defaults."""
+    from mmengine.config import Config
+    path, overrides = METHODS[method]
+    cfg = Config.fromfile(osp.join(ROOT, path))
+    cfg.merge_from_dict({
+        key: dict(value, _delete_=True) if isinstance(value, dict) else value
+        for key, value in copy.deepcopy(overrides).items()})
+    return cfg
 
 
 def homocon_floor_of(method: str, batch_size: int) -> Optional[float]:

@@ -1,7 +1,6 @@
 """Pre-training one (method, seed) with mmengine's Runner, resumable from
 its last epoch checkpoint; the random-init floor; what a run logged; and
 the homologous recognition of a pre-trained MixedAE."""
-import copy
 import glob
 import json
 import os.path as osp
@@ -10,7 +9,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .methods import MAE_CFG, METHODS, ROOT, slug
+from .methods import MAE_CFG, ROOT, method_config, slug
 
 # the scalars a run's curves keep (the rest of mmengine's log is timing)
 CURVE_SKIP = ('time', 'data_time', 'eta', 'img_per_sec', 'epoch', 'iter')
@@ -21,10 +20,7 @@ def study_config(method: str, seed: int, budget: dict, work_dir: str,
     """The pre-training config of one run: the method's config and
     overrides, the budget's data, epochs and schedule, one checkpoint per
     epoch (the resume points; the newest one kept)."""
-    from mmengine.config import Config
-    path, overrides = METHODS[method]
-    cfg = Config.fromfile(osp.join(ROOT, path))
-    cfg.merge_from_dict(copy.deepcopy(overrides))
+    cfg = method_config(method)
     bs, epochs = budget['batch_size'], budget['epochs']
     num = budget['pretrain_images']
     cfg.work_dir = work_dir
@@ -176,13 +172,10 @@ def recognition(method: str, checkpoint: str, images: torch.Tensor,
     (the same for every method): as trained, from content alone (every
     source cue removed), and from content over foreground queries; None
     for a model without homologous attention."""
-    from mmengine.config import Config
     from mmpretrain.registry import MODELS
 
     from mixedae.utils.checkpoint import load_checkpoint_safely, state_dict_of
-    path, overrides = METHODS[method]
-    cfg = Config.fromfile(osp.join(ROOT, path))
-    cfg.merge_from_dict(copy.deepcopy(overrides))
+    cfg = method_config(method)
     model = MODELS.build(cfg.model)
     if not getattr(model.backbone, 'homo_layers', None):
         return None
