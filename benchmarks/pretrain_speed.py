@@ -41,7 +41,10 @@ VARIANTS = {
     'configs/mixedae/mixedae-full-v4_vit-base-p16_8xb256-accum2-amp-coslr-300e_in1k.py',
     'naive mixing':
     'configs/mixedae/mixedae-naive_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
-    # the former default: a homologous bias, no recognition loss
+    # the default before: the same plus HomoCon on a projector
+    'MixedAE with feature HomoCon':
+    'configs/mixedae/mixedae-feature-homocon_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
+    # the one before: a homologous bias, no recognition loss
     'MixedAE (ground-truth prior)':
     'configs/mixedae/mixedae-gt-prior_vit-base-p16_8xb512-amp-coslr-300e_in1k.py',
 }

@@ -63,10 +63,12 @@ def _config_of(path: str):
     """The config of a run: saved beside its ``scalars.json``, or a study
     run's method config with its overrides; None if unknown."""
     from mmengine.config import Config
+
+    from mixedae.utils.config import merge_whole
     run = _study_run(path)
     if run is not None:
         cfg = Config.fromfile(osp.join(ROOT, run['key']['config']))
-        cfg.merge_from_dict(run['key']['overrides'])
+        merge_whole(cfg, run['key']['overrides'])
         cfg.train_dataloader.batch_size = run['key']['batch_size']
         return cfg
     cfg_path = osp.join(osp.dirname(path), 'config.py')

@@ -1,7 +1,6 @@
 """The methods the study compares: a pre-training config and the overrides
 that make each method, spelled out so that a method does not depend on the
 config's defaults."""
-import copy
 import os.path as osp
 from typing import Optional
 
@@ -150,16 +149,14 @@ def slug(name: str) -> str:
 
 
 def method_config(method: str):
-    """A method's config: its file with its overrides applied. A dict
-    override is a whole spec and replaces what the file has (``_delete_``),
-    also where the file has None, so that a method does not depend on the
-    config's defaults."""
+    """A method's config: its file with its overrides applied, a dict
+    override as a whole spec (:func:`mixedae.utils.config.merge_whole`)."""
     from mmengine.config import Config
+
+    from mixedae.utils.config import merge_whole
     path, overrides = METHODS[method]
     cfg = Config.fromfile(osp.join(ROOT, path))
-    cfg.merge_from_dict({
-        key: dict(value, _delete_=True) if isinstance(value, dict) else value
-        for key, value in copy.deepcopy(overrides).items()})
+    merge_whole(cfg, overrides)
     return cfg
 
 
