@@ -70,3 +70,26 @@ def test_mixedae_vit_base_300e_loss_step_on_cpu():
     loss, _ = model.parse_losses(losses)
     loss.backward()
     assert model.backbone.layers[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_merge_whole_replaces_a_spec_also_where_the_config_has_none():
+    from mixedae.utils.config import merge_whole
+    demo = Config.fromfile(osp.join(
+        ROOT, 'configs/mixedae/'
+        'mixedae_vit-tiny-p4_1xb128-coslr-3e_fashion-mnist-32px.py'))
+    assert demo.model.head.homocon_loss is None
+    spec = dict(type='HomologousContrastiveLoss', temperature=0.5)
+    with pytest.raises(TypeError, match='homocon_loss'):  # mmengine's merge
+        demo.copy().merge_from_dict({'model.head.homocon_loss': spec})
+    merge_whole(demo, {'model.head.homocon_loss': spec,
+                       'model.backbone.mix_ratio': 0.5})
+    assert demo.model.head.homocon_loss == spec  # no `_delete_` left
+    assert demo.model.backbone.mix_ratio == 0.5
+    # where the config has a spec, the override replaces it whole: the
+    # projector of the config is gone, not merged in
+    homocon = Config.fromfile(osp.join(
+        ROOT, 'configs/mixedae/mixedae-feature-homocon_vit-tiny-p4_1xb128-'
+        'coslr-3e_fashion-mnist-32px.py'))
+    assert homocon.model.head.homocon_loss.projector
+    merge_whole(homocon, {'model.head.homocon_loss': spec})
+    assert homocon.model.head.homocon_loss == spec
