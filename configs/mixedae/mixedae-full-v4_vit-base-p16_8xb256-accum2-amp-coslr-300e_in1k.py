@@ -3,8 +3,8 @@
 # the encoder and decoder cost.
 #
 # Memory (benchmarks/memory_estimate.py, per GPU, AMP): 256 per GPU with 2
-# accumulation steps: 59.9 GiB (activations 50.2: the encoder and decoder
-# run on 4 views). At 512 per GPU about 115 GiB (activations
+# accumulation steps: 59.0 GiB (activations 49.4: the encoder and decoder
+# run on 4 views). At 512 per GPU about 113 GiB (activations
 # doubled, extrapolated), over an 80 GB GPU; hence the halved batch, with
 # the same global batch of 8 x 256 x 2 = 4096 and the same lr.
 _base_ = './mixedae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
