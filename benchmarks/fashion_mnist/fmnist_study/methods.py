@@ -59,7 +59,7 @@ METHODS = {
     'MixedAE with feature HomoCon': (MIXEDAE_CFG, _mixedae(
         segment_embed=None, recognition=0.1,
         loss=dict(projector=PROJECTOR))),
-    # the default before: a homologous bias from the mixing mask, a
+    # the default before that: a homologous bias from the mixing mask, a
     # ground-truth prior that stays; HomoCon on a projector
     'MixedAE (ground-truth prior)': (MIXEDAE_CFG, _mixedae(
         segment_embed=None, homo_bias=1.0, loss=dict(projector=PROJECTOR))),
