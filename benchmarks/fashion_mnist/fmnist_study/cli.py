@@ -288,7 +288,9 @@ def compare_budgets(args) -> dict:
     plot_budgets(points, keys, NAMES,
                  osp.join(args.figures or out_dir, 'budgets.png'),
                  'Fashion-MNIST study: each method against the pre-training '
-                 'budget (mean and 95% CI over seeds ' +
-                 ' '.join(map(str, seeds)) + ')')
+                 'budget (mean and 95% CI over the seeds run: ' + '; '.join(
+                     f"{e} ep: " + ' '.join(map(str, sorted(
+                         {r['seed'] for r in runs}))) for e, runs in
+                     sorted(by_budget.items())) + ')')
     print(table)
     return dict(table=table, runs=by_budget, points=points)
