@@ -128,7 +128,9 @@ METHODS.update((name, (MIXEDAE_CFG, keys)) for name, keys in VARIANTS.items())
 # What one part of the recipe adds: (method, the method it builds on, the
 # part); the report pairs them by seed when both ran.
 COMPONENTS = (
-    ('MixedAE', 'naive mixing', 'homologous attention + recognition loss'),
+    # naive mixing keeps the paper's segment embedding; the default has none
+    ('MixedAE', 'naive mixing',
+     'homologous attention + recognition loss for the segment embedding'),
     ('MixedAE with feature HomoCon', 'MixedAE',
      'HomoCon on the features (on a projector)'),
     ('MixedAE with feature HomoCon', 'no source cue, projector',
