@@ -34,19 +34,22 @@ def test_paired_differences_use_the_same_seed_and_a_t_interval():
     half = 4.302653 / math.sqrt(3)  # t(0.975, 2) * sd 1 / sqrt(3)
     assert x['ci'] == pytest.approx([2 - half, 2 + half], abs=1e-5)
     y = diffs['Y']['knn_top1']
-    assert y == dict(mean=-1.0, ci=None, n=1, seeds=[1])
+    assert y == dict(mean=-1.0, ci=None, n=1, seeds=[1], values=[-1.0])
     assert 'MAE' not in diffs
     assert report.format_diff(x) == '+2.0 [-0.5, +4.5]'
+    assert report.format_per_seed(x) == '+1.0 / +2.0 / +3.0'
 
 
 def test_component_differences_pair_each_part_with_its_base_method():
-    runs = [dict(method=m, seed=s, knn_top1=v) for m, vals in (
+    # seg. mIoU 10 points below k-NN, +1 for feature HomoCon on seed 1
+    runs = [dict(method=m, seed=s, knn_top1=v, seg_miou=v - 10 + (
+        m == 'MixedAE with feature HomoCon' and s == 1)) for m, vals in (
         ('naive mixing', (70., 80.)), ('MixedAE', (72., 81.)),
         ('MixedAE with feature HomoCon', (71., 79.)))
         for s, v in enumerate(vals)]
-    parts = stats.component_differences(
-        runs, ['naive mixing', 'MixedAE', 'MixedAE with feature HomoCon'],
-        ['knn_top1'])
+    methods = ['naive mixing', 'MixedAE', 'MixedAE with feature HomoCon']
+    parts = stats.component_differences(runs, methods,
+                                        ['knn_top1', 'seg_miou'])
     # the paper reading and the others did not run: left out
     recognition = ('homologous attention + recognition loss for the '
                    'segment embedding')
@@ -58,14 +61,20 @@ def test_component_differences_pair_each_part_with_its_base_method():
     homocon = parts['HomoCon on the features (on a projector)']['knn_top1']
     assert homocon['mean'] == pytest.approx(-1.5)
     assert homocon['seeds'] == [0, 1]
-    table = report.markdown({}, dict(seeds=[0, 1], metrics=['knn_top1'],
-                                     pretrain_images=64, epochs=1,
-                                     batch_size=8, eval_train_images=60,
-                                     eval_test_images=40, finetune_iters=1,
-                                     finetune_batch_size=8),
-                            runs=runs, parts=parts)
+    summary = stats.summarise(runs, methods, ['knn_top1', 'seg_miou'])
+    settings = dict(seeds=[0, 1], metrics=['knn_top1'], pretrain_images=64,
+                    epochs=1, batch_size=8, eval_train_images=60,
+                    eval_test_images=40, finetune_iters=1,
+                    finetune_batch_size=8)
+    table = report.markdown(summary, settings, runs=runs, parts=parts)
     assert ('| HomoCon on the features (on a projector) | MixedAE with '
             'feature HomoCon − MixedAE | 0 1 | -1.5 [') in table
+    # and each seed's difference (79 - 81 on seed 1), in seed order
+    assert ('| HomoCon on the features (on a projector) | MixedAE with '
+            'feature HomoCon − MixedAE | 0 1 | -1.0 / -2.0 |') in table
+    # the dense probes get both too
+    assert ('| HomoCon on the features (on a projector) | MixedAE with '
+            'feature HomoCon − MixedAE | 0 1 | -1.0 / -1.0 |') in table
 
 
 SMOKE = ['--smoke', '--no-floor', '--data-root', DATA, '--pretrain-images',

@@ -44,11 +44,21 @@ def format_diff(diff: Optional[dict]) -> str:
     return text
 
 
-def diff_cells(diff: Dict[str, dict], metrics: Sequence[str]) -> str:
-    """'seeds | cell | cell ...' of one row of paired differences."""
+def format_per_seed(diff: Optional[dict]) -> str:
+    """A table cell: each seed's difference, '+1.0 / +2.0 / +3.0'."""
+    if diff is None:
+        return '–'
+    return ' / '.join(f'{v:+.1f}' for v in diff['values'])
+
+
+def diff_cells(diff: Dict[str, dict], metrics: Sequence[str],
+               per_seed: bool = False) -> str:
+    """'seeds | cell | cell ...' of one row of paired differences: mean
+    [CI], or each seed's difference with ``per_seed``."""
     seeds = next(diff[m]['seeds'] for m in metrics if m in diff)
+    cell = format_per_seed if per_seed else format_diff
     return ' | '.join([' '.join(map(str, seeds))] +
-                      [format_diff(diff.get(m)) for m in metrics])
+                      [cell(diff.get(m)) for m in metrics])
 
 
 def _precision(run: dict, kind: str, layer: int) -> Optional[float]:
@@ -144,9 +154,10 @@ def metric_table(summary: Dict[str, dict], runs: Sequence[dict],
 
 
 def diff_table(diffs: Dict[str, dict], metrics: Sequence[str],
-               parts: bool = False) -> List[str]:
-    """One row of paired differences (mean [CI]) per method, or per part
-    of the recipe (``component_differences``)."""
+               parts: bool = False, per_seed: bool = False) -> List[str]:
+    """One row of paired differences (mean [CI], or each seed's with
+    ``per_seed``) per method, or per part of the recipe
+    (``component_differences``)."""
     metrics = [m for m in metrics if any(m in d for d in diffs.values())]
     if not metrics:
         return []
@@ -157,7 +168,22 @@ def diff_table(diffs: Dict[str, dict], metrics: Sequence[str],
     for name, d in diffs.items():
         first = f"{name} | {d['method']} − {d['baseline']}" if parts \
             else name
-        lines.append(f'| {first} | {diff_cells(d, metrics)} |')
+        lines.append(f'| {first} | {diff_cells(d, metrics, per_seed)} |')
+    return lines
+
+
+def diff_block(diffs: Dict[str, dict], metrics: Sequence[str],
+               intro: str, parts: bool = False) -> List[str]:
+    """The paired differences (mean [CI]) under ``intro`` and, where a row
+    has two seeds or more, each seed's difference; [] for no rows."""
+    table = diff_table(diffs, metrics, parts)
+    if not table:
+        return []
+    lines = ['', intro, ''] + table
+    if any(len(d[m]['seeds']) > 1 for d in diffs.values()
+           for m in metrics if m in d):
+        lines += ['', "Each seed's difference, in the order of the seeds "
+                  'column:', ''] + diff_table(diffs, metrics, parts, True)
     return lines
 
 
@@ -189,15 +215,14 @@ def markdown(summary: Dict[str, dict], settings: dict,
         f"{settings['eval_test_images']} test images. Pre-train time: the "
         'training loop of one run (wall clock, this machine, often shared '
         'with a second run).']
-    if diffs and diff_table(diffs, metrics):
-        lines += ['', f'Paired differences against MAE (same seed), mean '
-                  f'[{conf}% CI, Student t]:', '']
-        lines += diff_table(diffs, metrics)
-    if parts and diff_table(parts, metrics, parts=True):
-        lines += ['', 'What each part adds: paired differences between a '
-                  'method and the one it builds on (same seed), mean '
-                  f'[{conf}% CI]:', '']
-        lines += diff_table(parts, metrics, parts=True)
+    if diffs:
+        lines += diff_block(diffs, metrics, 'Paired differences against MAE '
+                            f'(same seed), mean [{conf}% CI, Student t]:')
+    if parts:
+        lines += diff_block(parts, metrics, 'What each part adds: paired '
+                            'differences between a method and the one it '
+                            f'builds on (same seed), mean [{conf}% CI]:',
+                            parts=True)
     dense = [m for m in DENSE if any(m in s for s in summary.values())]
     if dense:
         lines += ['', 'Frozen dense probes on multi-object canvases (1-3 '
@@ -211,10 +236,12 @@ def markdown(summary: Dict[str, dict], settings: dict,
                   'over canvases with two or more items, best-match IoU per '
                   'item):', '']
         lines += metric_table(summary, runs, dense, time=False)
-        if diffs and diff_table(diffs, dense):
-            lines += ['', f'Paired differences against MAE, mean [{conf}% '
-                      'CI]:', '']
-            lines += diff_table(diffs, dense)
+        if diffs:
+            lines += diff_block(diffs, dense, 'Paired differences against '
+                                f'MAE, mean [{conf}% CI]:')
+        if parts:
+            lines += diff_block(parts, dense, 'What each part adds, mean '
+                                f'[{conf}% CI]:', parts=True)
     lines += precision_table(runs, list(summary), settings['batch_size'])
     return '\n'.join(lines) + '\n'
 

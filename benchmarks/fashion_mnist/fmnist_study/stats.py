@@ -44,8 +44,8 @@ def paired_differences(runs: List[dict], methods: Sequence[str],
                        confidence: float = 0.95) -> Dict[str, dict]:
     """Per method and key: the mean over seeds of ``method - baseline`` on
     the same seed, with a Student-t confidence interval (None for one
-    seed) and the seeds used. Seeds where either run lacks the key are
-    left out."""
+    seed), the seeds used and each seed's difference. Seeds where either
+    run lacks the key are left out."""
     base = {r['seed']: r for r in runs if r['method'] == baseline}
     out = {}
     for method in methods:
@@ -60,7 +60,8 @@ def paired_differences(runs: List[dict], methods: Sequence[str],
                 continue
             out.setdefault(method, {})[key] = dict(
                 mean_ci([d for _, d in pairs], confidence),
-                seeds=[seed for seed, _ in pairs])
+                seeds=[seed for seed, _ in pairs],
+                values=[d for _, d in pairs])
     return out
 
 
