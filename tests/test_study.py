@@ -264,3 +264,16 @@ def test_budgets_side_by_side_from_the_stored_runs(tmp_path):
                            '75.5 ± 0.7 | – | – |')
     assert out['points']['MAE'][12]['knn_top1']['n'] == 2  # not seed 2
     assert (tmp_path / 'work' / 'budgets.png').stat().st_size > 0
+
+
+def test_budget_seeds_names_each_methods_seeds_where_they_differ():
+    """The plot title names the seeds behind each budget's points: one
+    list where every method holds the same seeds, each method's own where
+    they differ (a method is never credited with a seed it lacks)."""
+    def runs(**held):
+        return [dict(method=m, seed=s) for m, seeds in held.items()
+                for s in seeds]
+    by_budget = {12: runs(MAE=[0, 1, 2], naive=[1, 0]),
+                 3: runs(MAE=[0, 1, 2], naive=[2, 1, 0])}
+    assert report.budget_seeds(by_budget, ['MAE', 'naive', 'absent']) == (
+        '3 ep: 0 1 2; 12 ep: MAE 0 1 2, naive 0 1')

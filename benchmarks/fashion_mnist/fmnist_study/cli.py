@@ -259,7 +259,7 @@ def compare_budgets(args) -> dict:
     from the stored runs, a table (``budgets.md`` in the study's work dir)
     and a plot (``budgets.png``)."""
     from .plots import plot_budgets
-    from .report import NAMES, budget_table
+    from .report import NAMES, budget_seeds, budget_table
     from .stats import mean_ci
     methods = list(args.methods)
     seeds = args.seeds or PRESETS['study']['seeds']
@@ -288,9 +288,7 @@ def compare_budgets(args) -> dict:
     plot_budgets(points, keys, NAMES,
                  osp.join(args.figures or out_dir, 'budgets.png'),
                  'Fashion-MNIST study: each method against the pre-training '
-                 'budget (mean and 95% CI over the seeds run: ' + '; '.join(
-                     f"{e} ep: " + ' '.join(map(str, sorted(
-                         {r['seed'] for r in runs}))) for e, runs in
-                     sorted(by_budget.items())) + ')')
+                 'budget (mean and 95% CI over the seeds run: ' +
+                 budget_seeds(by_budget, methods) + ')')
     print(table)
     return dict(table=table, runs=by_budget, points=points)

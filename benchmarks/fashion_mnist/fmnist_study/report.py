@@ -275,3 +275,23 @@ def budget_table(by_budget: Dict[int, List[dict]], methods: Sequence[str],
             lines.append(f'| {method} | {NAMES[metric]} | ' +
                          ' | '.join(cells) + ' |')
     return lines
+
+
+def budget_seeds(by_budget: Dict[int, List[dict]],
+                 methods: Sequence[str]) -> str:
+    """The seeds behind each budget's points, e.g. ``3 ep: 0 1 2``; where
+    the methods at a budget hold different seeds, each method's own
+    (``12 ep: MAE 0 1 2, naive mixing 0 1``), so a plot never claims
+    seeds a method lacks."""
+    parts = []
+    for epochs, runs in sorted(by_budget.items()):
+        held = {m: sorted({r['seed'] for r in runs if r['method'] == m})
+                for m in methods}
+        held = {m: s for m, s in held.items() if s}
+        if len({tuple(s) for s in held.values()}) <= 1:
+            seeds = next(iter(held.values()), [])
+            parts.append(f'{epochs} ep: ' + ' '.join(map(str, seeds)))
+        else:
+            parts.append(f'{epochs} ep: ' + ', '.join(
+                f'{m} ' + ' '.join(map(str, s)) for m, s in held.items()))
+    return '; '.join(parts)
